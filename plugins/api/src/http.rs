@@ -1,0 +1,237 @@
+//! HTTP servers shared by every component listening on the same address.
+//!
+//! A Cardputer sink, a REST sink and the admin endpoint can all sit on port 8000: each
+//! [`mount`](HttpServer::mount)s its own axum [`Router`] and the server dispatches every
+//! request to the merge of the routers mounted right now. Routers are swapped without
+//! touching the listening socket or the connections already upgraded to WebSockets, which is
+//! what lets hot reload add and remove components on a port while clients stay connected.
+//!
+//! A server lives as long as someone holds an [`HttpServer`] handle to it: reload builds the
+//! new components (taking handles) before it drops the old ones, so a port moving from one
+//! component to another is never released in between.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower::ServiceExt;
+
+use crate::shutdown::Shutdown;
+
+/// The registry of shared servers, one per address. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct HttpServers {
+    servers: Arc<Mutex<HashMap<SocketAddr, Weak<ServerInner>>>>,
+}
+
+/// A handle to a running server; the server stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct HttpServer {
+    inner: Arc<ServerInner>,
+}
+
+struct ServerInner {
+    address: SocketAddr,
+    mounts: Mutex<BTreeMap<String, Router>>,
+    /// The merge of all mounts, rebuilt on every mount change, read on every request.
+    current: RwLock<Router>,
+    stop: Shutdown,
+}
+
+impl Drop for ServerInner {
+    fn drop(&mut self) {
+        self.stop.trigger();
+    }
+}
+
+impl HttpServers {
+    /// The server on `address`, binding and starting it if nobody serves it yet.
+    /// Must be called from within a tokio runtime.
+    pub fn acquire(&self, address: SocketAddr) -> io::Result<HttpServer> {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(inner) = servers.get(&address).and_then(Weak::upgrade) {
+            return Ok(HttpServer { inner });
+        }
+        let listener = bind(address)?;
+        let bound = listener.local_addr()?;
+        let inner = Arc::new(ServerInner {
+            address: bound,
+            mounts: Mutex::new(BTreeMap::new()),
+            current: RwLock::new(Router::new()),
+            stop: Shutdown::new(),
+        });
+        let dispatch = {
+            let weak = Arc::downgrade(&inner);
+            move |request: Request| {
+                let router = weak
+                    .upgrade()
+                    .map(|inner| inner.current.read().unwrap_or_else(|e| e.into_inner()).clone());
+                async move {
+                    match router {
+                        Some(router) => router.oneshot(request).await.into_response(),
+                        None => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                    }
+                }
+            }
+        };
+        let app = Router::new().fallback(dispatch);
+        let stop = inner.stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.triggered().await })
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%bound, %error, "HTTP server stopped");
+            }
+        });
+        tracing::info!(address = %bound, "listening");
+        servers.insert(address, Arc::downgrade(&inner));
+        if bound != address {
+            // Port 0 in the pipeline: also register under the real port.
+            servers.insert(bound, Arc::downgrade(&inner));
+        }
+        Ok(HttpServer { inner })
+    }
+}
+
+fn bind(address: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // Rebinding right after a previous server on this port stopped must not fail on
+    // connections still in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address).map_err(|error| {
+        io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
+    })?;
+    socket.listen(1024)
+}
+
+impl HttpServer {
+    /// The address actually bound (differs from the configured one for port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.inner.address
+    }
+
+    /// Serve `router`'s routes under the name `owner` (a component id) until the returned
+    /// guard is dropped. Fails if a route collides with another mount's.
+    pub fn mount(&self, owner: &str, router: Router) -> Result<Mount, String> {
+        let mut mounts = self.inner.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        mounts.insert(owner.to_string(), router);
+        match merge(&mounts) {
+            Ok(merged) => {
+                *self.inner.current.write().unwrap_or_else(|e| e.into_inner()) = merged;
+                Ok(Mount {
+                    server: self.clone(),
+                    owner: owner.to_string(),
+                })
+            }
+            Err(message) => {
+                mounts.remove(owner);
+                Err(format!(
+                    "`{owner}` cannot serve its routes on {}: {message}",
+                    self.inner.address
+                ))
+            }
+        }
+    }
+
+    fn unmount(&self, owner: &str) {
+        let mut mounts = self.inner.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        if mounts.remove(owner).is_some() {
+            if let Ok(merged) = merge(&mounts) {
+                *self.inner.current.write().unwrap_or_else(|e| e.into_inner()) = merged;
+            }
+        }
+    }
+}
+
+/// axum panics on overlapping routes; validation prevents them, and this turns any that
+/// slip through into an error instead of a crash.
+fn merge(mounts: &BTreeMap<String, Router>) -> Result<Router, String> {
+    let routers: Vec<Router> = mounts.values().cloned().collect();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        routers
+            .into_iter()
+            .fold(Router::new(), |merged, router| merged.merge(router))
+    }))
+    .map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "routes overlap".to_string())
+    })
+}
+
+/// Routes served while this lives. Holds the server open.
+pub struct Mount {
+    server: HttpServer,
+    owner: String,
+}
+
+impl Mount {
+    pub fn server(&self) -> &HttpServer {
+        &self.server
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.server.unmount(&self.owner);
+    }
+}
+
+/// Whether two axum route patterns can match the same path: equal after every `{param}`
+/// is made anonymous (`/ws/{session}` and `/ws/{id}` collide).
+pub fn routes_collide(a: &str, b: &str) -> bool {
+    fn shape(route: &str) -> Vec<&str> {
+        route
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|segment| {
+                if segment.starts_with("{*") {
+                    "**"
+                } else if segment.starts_with('{') {
+                    "*"
+                } else {
+                    segment
+                }
+            })
+            .collect()
+    }
+    let (a, b) = (shape(a), shape(b));
+    if a.last() == Some(&"**") || b.last() == Some(&"**") {
+        let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
+        return short[..short.len() - 1]
+            .iter()
+            .zip(long.iter())
+            .all(|(x, y)| x == y || *x == "*" || *y == "*");
+    }
+    a == b
+}
+
+/// Build the response for a request that named nothing we serve.
+pub fn not_found(what: impl Into<String>) -> Response {
+    (axum::http::StatusCode::NOT_FOUND, what.into()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_collisions() {
+        assert!(routes_collide("/ws/{session}", "/ws/{id}"));
+        assert!(routes_collide("/", "/"));
+        assert!(!routes_collide("/ws/{session}", "/session/{id}/{name}"));
+        assert!(routes_collide("/files/{*rest}", "/files/a/b"));
+        assert!(!routes_collide("/health", "/metrics"));
+    }
+}

@@ -1,0 +1,59 @@
+//! Per-component counters, named after Vector's (`component_received_events_total`, ...).
+//!
+//! Counters live as long as the component id does: a component rebuilt by a reload keeps
+//! counting where its predecessor stopped, which is what a dashboard graphing them expects.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct ComponentMetrics {
+    received: AtomicU64,
+    sent: AtomicU64,
+    discarded: AtomicU64,
+    errors: AtomicU64,
+    restarts: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetricsSnapshot {
+    pub received: u64,
+    pub sent: u64,
+    pub discarded: u64,
+    pub errors: u64,
+    pub restarts: u64,
+}
+
+impl ComponentMetrics {
+    pub fn add_received(&self, events: usize) {
+        self.received.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    pub fn add_sent(&self, events: usize) {
+        self.sent.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Events dropped by a full queue (`when_full = "drop_*"`) or thrown away as invalid.
+    pub fn add_discarded(&self, events: usize) {
+        self.discarded.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// A failure: a malformed input skipped, a peer that misbehaved, a component that errored.
+    pub fn add_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            received: self.received.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            discarded: self.discarded.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+        }
+    }
+}
