@@ -3,6 +3,7 @@
 
 use pitwall_api::ComponentSpec;
 
+pub mod race;
 pub mod sample;
 pub mod source;
 pub mod track_layout;

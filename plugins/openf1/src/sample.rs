@@ -1,0 +1,1 @@
+//! Placeholder: the simulated sample-session generator is being written.
