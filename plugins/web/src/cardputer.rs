@@ -1,7 +1,644 @@
-//! Placeholder: being written.
+//! Sink `cardputer`: the Pocket Pitwall service that the M5Stack Cardputer firmware talks to
+//! (FORMATS.md section 3), served unchanged so the device needs no new firmware.
+//!
+//! - `GET /session/{session_key}/{name}`: the session's JSON documents (`drivers`,
+//!   `track_layout`, `race_metadata`, `session_info`, `session_result`, `laps`, `stints`,
+//!   `intervals`, `positions`, `pit`, `starting_grid`, plus any `document` record), built from
+//!   the records that arrive; see [`crate::documents`]. Unknown session or name: 404.
+//! - `WS /ws/{session_key}`: one TEXT message per `frame` of the session,
+//!   `{t_ms}|{car},{x},{y},{position}|...` with integer x and y; after the session's
+//!   `session_end`, once frames have stopped for `finished_interval_ms`,
+//!   `{last_t_ms}|FINISHED` every `finished_interval_ms`. An unknown session is accepted and
+//!   closed at once with close code 4004, as the original does.
+//!
+//! # Why it is shaped like this
+//!
+//! One sink feeds up to `max_clients` sockets at 10 frames a second, so nothing is done per
+//! client that can be done once: each frame is formatted once into shared bytes
+//! ([`Utf8Bytes`], a reference-counted buffer) and published on a per-session
+//! [`tokio::sync::watch`] channel. Every client task waits on that channel and sends whatever
+//! is latest. A client that reads slowly is stuck only in its own `send`; when it comes back it
+//! skips straight to the newest frame, so it never holds up the sink or the other clients,
+//! and the sink never waits on a client. A client that connects gets the current frame at
+//! once, without waiting for the next one. A client whose socket accepts nothing for 10 s is
+//! dropped.
+//!
+//! Documents are serialized lazily and cached until the next change (see [`crate::documents`]).
+//!
+//! Routes are mounted when `run` starts and unmounted when it returns, on the shared HTTP
+//! server of `address`: during a reload the old instance unmounts before the new one mounts.
+//! When the input ends, every client gets a normal close frame and `run` returns.
+//!
+//! ```toml
+//! [sinks.cardputer]
+//! type = "cardputer"
+//! inputs = ["layout", "frames", "f1"]
+//! # when_full = "drop_oldest"       # default: a live display wants the newest frames
+//! address = "127.0.0.1:8000"        # the firmware expects port 8000
+//! # session_key = "9158"            # serve only this session, known from the start
+//! #                                 # (default: every session seen in the records)
+//! max_clients = 1024                # WebSocket clients at once; more get HTTP 503
+//! finished_interval_ms = 1000       # FINISHED cadence after the session's end
+//! ```
 
-use pitwall_api::ComponentSpec;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use pitwall_api::component::{parse_listen_address, OptionProblem};
+use pitwall_api::http::{not_found, HttpServer};
+use pitwall_api::record::{Frame, SessionKey};
+use pitwall_api::{
+    BuildContext, Component, ComponentConfig, ComponentError, ComponentMetrics, ComponentSpec,
+    Event, Io, Kinds, Listener, Record, RecordKind, Role, WhenFull,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::documents::SessionDocuments;
+
+/// Route of the documents.
+pub const DOCUMENT_ROUTE: &str = "/session/{session_key}/{name}";
+/// Route of the frame stream.
+pub const WS_ROUTE: &str = "/ws/{session_key}";
+/// Close code for a WebSocket asking for a session this sink does not serve.
+pub const CLOSE_UNKNOWN_SESSION: u16 = 4004;
+/// A client whose socket takes nothing for this long is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing handshake may take before the socket is just dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the end of `run` waits for clients to finish their close handshakes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Nobody legitimate sends the server anything big: the firmware only listens.
+const MAX_INCOMING_MESSAGE: usize = 64 * 1024;
+
+/// Options of the `cardputer` sink.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardputerConfig {
+    /// Address to listen on, `host:port`. The firmware expects port 8000; use `0.0.0.0:8000`
+    /// for a device on the local network. Shared with other web sinks on the same address.
+    #[serde(default = "default_address")]
+    pub address: String,
+    /// Serve only this session, and know it from the start (clients may connect before its
+    /// first record). Default: every session seen in the records.
+    #[serde(default)]
+    pub session_key: Option<String>,
+    /// Most WebSocket clients connected at once; further connections get HTTP 503.
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
+    /// After the session's `session_end`, once no frame has arrived for this long, send
+    /// `{last_t_ms}|FINISHED` to every client, and again every this many milliseconds.
+    #[serde(default = "default_finished_interval_ms")]
+    pub finished_interval_ms: u64,
+}
+
+fn default_address() -> String {
+    "127.0.0.1:8000".to_string()
+}
+
+fn default_max_clients() -> usize {
+    1024
+}
+
+fn default_finished_interval_ms() -> u64 {
+    1000
+}
 
 pub fn spec() -> ComponentSpec {
-    unimplemented!("being written")
+    ComponentSpec::new::<CardputerConfig>(
+        "cardputer",
+        Role::Sink,
+        "Pocket Pitwall service for the M5Stack Cardputer: session documents over HTTP and frames over WebSocket",
+    )
+    .when_full(WhenFull::DropOldest)
+}
+
+const ACCEPTS: &[RecordKind] = &[
+    RecordKind::Session,
+    RecordKind::Driver,
+    RecordKind::Lap,
+    RecordKind::Interval,
+    RecordKind::Stint,
+    RecordKind::Pit,
+    RecordKind::RacePosition,
+    RecordKind::SessionResult,
+    RecordKind::StartingGrid,
+    RecordKind::TrackLayout,
+    RecordKind::RaceMetadata,
+    RecordKind::Frame,
+    RecordKind::Document,
+    RecordKind::SessionEnd,
+];
+
+impl ComponentConfig for CardputerConfig {
+    fn accepts(&self) -> Kinds {
+        Kinds::of(ACCEPTS)
+    }
+
+    fn listeners(&self) -> Vec<Listener> {
+        match parse_listen_address(&self.address) {
+            Ok(address) => vec![Listener {
+                option: "address",
+                address,
+                routes: vec![DOCUMENT_ROUTE.to_string(), WS_ROUTE.to_string()],
+            }],
+            // check() reports it.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn check(&self) -> Vec<OptionProblem> {
+        let mut problems = Vec::new();
+        if let Err(message) = parse_listen_address(&self.address) {
+            problems.push(OptionProblem::new("address", message));
+        }
+        if self.session_key.as_deref() == Some("") {
+            problems.push(OptionProblem::new(
+                "session_key",
+                "must not be empty; leave it out to serve every session",
+            ));
+        }
+        if self.max_clients == 0 {
+            problems.push(OptionProblem::new(
+                "max_clients",
+                "must be at least 1, or no device could connect",
+            ));
+        }
+        if self.finished_interval_ms == 0 {
+            problems.push(OptionProblem::new(
+                "finished_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        problems
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Component>, ComponentError> {
+        let address: SocketAddr = parse_listen_address(&self.address)?;
+        let server = ctx.http.acquire(address)?;
+        let shared = Arc::new(Shared {
+            sessions: RwLock::new(HashMap::new()),
+            clients: AtomicUsize::new(0),
+            max_clients: self.max_clients.max(1),
+        });
+        let mut sink = CardputerSink {
+            server,
+            shared,
+            only_session: self.session_key.as_deref().map(SessionKey::from),
+            finished_interval: Duration::from_millis(self.finished_interval_ms.max(1)),
+            sessions: HashMap::new(),
+        };
+        if let Some(key) = sink.only_session.clone() {
+            sink.session(&key);
+        }
+        Ok(Box::new(sink))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// State shared between the sink task and the HTTP handlers.
+// ---------------------------------------------------------------------------------------
+
+/// What the client tasks of one session should be showing.
+#[derive(Clone, Debug, Default)]
+enum Latest {
+    /// No frame yet: wait.
+    #[default]
+    Nothing,
+    /// A frame or FINISHED line, formatted once for every client.
+    Text(Utf8Bytes),
+    /// The sink is done: close the socket.
+    Closed,
+}
+
+/// One session as the handlers see it.
+struct SessionHub {
+    documents: Mutex<SessionDocuments>,
+    frames: watch::Sender<Latest>,
+}
+
+struct Shared {
+    sessions: RwLock<HashMap<SessionKey, Arc<SessionHub>>>,
+    clients: AtomicUsize,
+    max_clients: usize,
+}
+
+impl Shared {
+    fn hub(&self, session_key: &str) -> Option<Arc<SessionHub>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session_key)
+            .cloned()
+    }
+}
+
+/// A connected client's place under `max_clients`, given back when dropped.
+struct ClientSlot(Arc<Shared>);
+
+impl ClientSlot {
+    fn take(shared: &Arc<Shared>) -> Option<ClientSlot> {
+        let before = shared.clients.fetch_add(1, Ordering::AcqRel);
+        if before >= shared.max_clients {
+            shared.clients.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ClientSlot(shared.clone()))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The sink.
+// ---------------------------------------------------------------------------------------
+
+/// What only the sink task knows about a session.
+struct SessionState {
+    hub: Arc<SessionHub>,
+    /// The newest frame of the batch being applied: only it is formatted and published.
+    pending: Option<Arc<Frame>>,
+    last_t_ms: Option<i64>,
+    last_frame_at: Option<Instant>,
+    /// When the session's `session_end` arrived; `None` while it runs.
+    ended_at: Option<Instant>,
+    finished_sent_at: Option<Instant>,
+    /// What was last published, to restore after a restart of `run`.
+    last_text: Option<Utf8Bytes>,
+}
+
+impl SessionState {
+    /// When the next FINISHED line is due, if the session has ended.
+    fn finished_due(&self, interval: Duration) -> Option<Instant> {
+        let ended_at = self.ended_at?;
+        let quiet_since = self.last_frame_at.unwrap_or(ended_at);
+        let mut due = quiet_since + interval;
+        if let Some(sent) = self.finished_sent_at {
+            due = due.max(sent + interval);
+        }
+        Some(due)
+    }
+
+    fn publish(&mut self, text: String) {
+        let text = Utf8Bytes::from(text);
+        self.last_text = Some(text.clone());
+        self.hub.frames.send_replace(Latest::Text(text));
+    }
+}
+
+struct CardputerSink {
+    server: HttpServer,
+    shared: Arc<Shared>,
+    only_session: Option<SessionKey>,
+    finished_interval: Duration,
+    sessions: HashMap<SessionKey, SessionState>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    shared: Arc<Shared>,
+    metrics: Arc<ComponentMetrics>,
+}
+
+#[async_trait]
+impl Component for CardputerSink {
+    async fn run(&mut self, io: &mut Io) -> Result<(), ComponentError> {
+        let router = Router::new()
+            .route(DOCUMENT_ROUTE, get(get_document))
+            .route(WS_ROUTE, get(open_socket))
+            .with_state(AppState {
+                shared: self.shared.clone(),
+                metrics: io.metrics.clone(),
+            });
+        // Held until run returns: the routes are served exactly while this instance runs.
+        let _mount = self.server.mount(&io.id, router)?;
+        self.reopen();
+        let Some(input) = io.input.as_mut() else {
+            self.close_clients().await;
+            return Ok(());
+        };
+        loop {
+            let due = self
+                .sessions
+                .values()
+                .filter_map(|session| session.finished_due(self.finished_interval))
+                .min();
+            tokio::select! {
+                batch = input.recv() => match batch {
+                    Some(batch) => self.apply(&batch, &io.metrics),
+                    None => break,
+                },
+                _ = sleep_until(due) => self.publish_finished(Instant::now()),
+            }
+        }
+        self.close_clients().await;
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl CardputerSink {
+    /// The state of `key`, creating it (and making it servable) on first sight.
+    fn session(&mut self, key: &SessionKey) -> &mut SessionState {
+        self.sessions.entry(key.clone()).or_insert_with(|| {
+            let (frames, _) = watch::channel(Latest::Nothing);
+            let hub = Arc::new(SessionHub {
+                documents: Mutex::new(SessionDocuments::new()),
+                frames,
+            });
+            self.shared
+                .sessions
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), hub.clone());
+            tracing::debug!(session_key = %key, "serving session");
+            SessionState {
+                hub,
+                pending: None,
+                last_t_ms: None,
+                last_frame_at: None,
+                ended_at: None,
+                finished_sent_at: None,
+                last_text: None,
+            }
+        })
+    }
+
+    fn apply(&mut self, batch: &[Event], metrics: &ComponentMetrics) {
+        let now = Instant::now();
+        for event in batch {
+            let Some(key) = session_of(&event.record) else {
+                metrics.add_discarded(1);
+                continue;
+            };
+            if self.only_session.as_ref().is_some_and(|only| only != key) {
+                metrics.add_discarded(1);
+                continue;
+            }
+            let session = self.session(key);
+            match &event.record {
+                Record::Frame(frame) => {
+                    if session.last_t_ms.is_some_and(|last| frame.t_ms < last) {
+                        // Time went back: a looping replay started over.
+                        session.ended_at = None;
+                        session.finished_sent_at = None;
+                    }
+                    session.last_t_ms = Some(frame.t_ms);
+                    session.last_frame_at = Some(now);
+                    session.pending = Some(frame.clone());
+                }
+                Record::SessionEnd(_) => {
+                    if session.ended_at.is_none() {
+                        session.ended_at = Some(now);
+                    }
+                }
+                record => {
+                    let applied = session
+                        .hub
+                        .documents
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .apply(event.time_ns, record);
+                    if !applied {
+                        metrics.add_discarded(1);
+                    }
+                }
+            }
+        }
+        // Only the newest frame of a batch is worth formatting: clients skip to it anyway.
+        for session in self.sessions.values_mut() {
+            if let Some(frame) = session.pending.take() {
+                session.publish(frame_text(&frame));
+            }
+        }
+    }
+
+    fn publish_finished(&mut self, now: Instant) {
+        let interval = self.finished_interval;
+        for session in self.sessions.values_mut() {
+            if session.finished_due(interval).is_some_and(|due| due <= now) {
+                session.finished_sent_at = Some(now);
+                let text = format!("{}|FINISHED", session.last_t_ms.unwrap_or(0));
+                session.publish(text);
+            }
+        }
+    }
+
+    /// After a restart of `run`: serve what was served before the stop.
+    fn reopen(&mut self) {
+        for session in self.sessions.values() {
+            let latest = match &session.last_text {
+                Some(text) => Latest::Text(text.clone()),
+                None => Latest::Nothing,
+            };
+            session.hub.frames.send_if_modified(|current| {
+                if matches!(current, Latest::Closed) {
+                    *current = latest;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
+    /// Tell every client to close, and give them a moment to finish the handshake.
+    async fn close_clients(&mut self) {
+        for session in self.sessions.values() {
+            session.hub.frames.send_replace(Latest::Closed);
+        }
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.shared.clients.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The session a record belongs to; `None` for kinds without one.
+fn session_of(record: &Record) -> Option<&SessionKey> {
+    Some(match record {
+        Record::Session(r) => &r.session_key,
+        Record::Driver(r) => &r.session_key,
+        Record::Lap(r) => &r.session_key,
+        Record::Interval(r) => &r.session_key,
+        Record::Stint(r) => &r.session_key,
+        Record::Pit(r) => &r.session_key,
+        Record::RacePosition(r) => &r.session_key,
+        Record::SessionResult(r) => &r.session_key,
+        Record::StartingGrid(r) => &r.session_key,
+        Record::TrackLayout(r) => &r.session_key,
+        Record::RaceMetadata(r) => &r.session_key,
+        Record::Frame(r) => &r.session_key,
+        Record::Document(r) => &r.session_key,
+        Record::SessionEnd(r) => &r.session_key,
+        _ => return None,
+    })
+}
+
+/// Format a frame the way the firmware parses it:
+/// `{t_ms}|{car},{x},{y},{position}|...`, x and y rounded to integers. Cars without a
+/// usable position (non-finite coordinates) are left out.
+pub fn frame_text(frame: &Frame) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(16 + frame.cars.len() * 20);
+    let _ = write!(text, "{}", frame.t_ms);
+    for car in &frame.cars {
+        if !car.x.is_finite() || !car.y.is_finite() {
+            continue;
+        }
+        let _ = write!(
+            text,
+            "|{},{},{},{}",
+            car.car,
+            car.x.round() as i64,
+            car.y.round() as i64,
+            car.position
+        );
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP handlers.
+// ---------------------------------------------------------------------------------------
+
+async fn get_document(
+    Path((session_key, name)): Path<(String, String)>,
+    State(app): State<AppState>,
+) -> Response {
+    let Some(hub) = app.shared.hub(&session_key) else {
+        return not_found(format!("unknown session `{session_key}`"));
+    };
+    let body = hub
+        .documents
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&name);
+    match body {
+        Some(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        None => not_found(format!("no document `{name}` in session `{session_key}`")),
+    }
+}
+
+async fn open_socket(
+    Path(session_key): Path<String>,
+    State(app): State<AppState>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(slot) = ClientSlot::take(&app.shared) else {
+        tracing::debug!("WebSocket client refused: max_clients reached");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many clients (max_clients)",
+        )
+            .into_response();
+    };
+    let hub = app.shared.hub(&session_key);
+    upgrade
+        .max_message_size(MAX_INCOMING_MESSAGE)
+        .max_frame_size(MAX_INCOMING_MESSAGE)
+        .on_upgrade(move |mut socket| async move {
+            match hub {
+                Some(hub) => serve_client(socket, hub, app.metrics).await,
+                None => close(&mut socket, CLOSE_UNKNOWN_SESSION, "unknown session").await,
+            }
+            drop(slot);
+        })
+}
+
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// Send the newest frame each time it changes, until either side closes.
+async fn serve_client(mut socket: WebSocket, hub: Arc<SessionHub>, metrics: Arc<ComponentMetrics>) {
+    let mut frames = hub.frames.subscribe();
+    drop(hub);
+    // The current frame at once: a new device draws the cars without waiting.
+    let current = frames.borrow_and_update().clone();
+    if let Next::Stop = deliver(&mut socket, current, &metrics).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            changed = frames.changed() => {
+                if changed.is_err() {
+                    close(&mut socket, 1001, "going away").await;
+                    return;
+                }
+                let latest = frames.borrow_and_update().clone();
+                if let Next::Stop = deliver(&mut socket, latest, &metrics).await {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Pings are answered by the protocol layer; anything else is ignored.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn deliver(socket: &mut WebSocket, latest: Latest, metrics: &ComponentMetrics) -> Next {
+    match latest {
+        Latest::Nothing => Next::Continue,
+        Latest::Text(text) => {
+            match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
+                Ok(Ok(())) => {
+                    metrics.add_sent(1);
+                    Next::Continue
+                }
+                // The client went away: nothing to report.
+                Ok(Err(_)) => Next::Stop,
+                Err(_) => {
+                    metrics.add_error();
+                    tracing::debug!("dropping a WebSocket client that stopped reading");
+                    Next::Stop
+                }
+            }
+        }
+        Latest::Closed => {
+            close(socket, 1000, "stream ended").await;
+            Next::Stop
+        }
+    }
+}
+
+/// Send a close frame and wait (briefly) for the client's answer, so the close is clean.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+    .await;
 }

@@ -4,6 +4,7 @@
 use pitwall_api::ComponentSpec;
 
 pub mod cardputer;
+pub mod documents;
 pub mod rest;
 
 /// Every component type of this family.
