@@ -5,6 +5,7 @@ use pitwall_api::ComponentSpec;
 pub mod bounds;
 pub mod decimate;
 pub mod filter;
+pub mod keys;
 pub mod project;
 pub mod resample;
 
