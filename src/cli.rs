@@ -1,0 +1,392 @@
+//! The `pitwall-flow` command line.
+//!
+//! Exit codes: 0 success; 1 the pipeline is invalid or could not start (or `validate` found
+//! errors); 2 a shutdown hit its deadline and aborted components (queued events may be lost).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pitwall_api::http::HttpServers;
+use tokio::sync::mpsc;
+
+use crate::config;
+use crate::diagnostics::render_all;
+use crate::registry::Registry;
+use crate::runtime::{Stopped, Topology};
+
+#[derive(Parser)]
+#[command(name = "pitwall-flow", version, about = "Runs motorsport telemetry pipelines written in TOML")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until Ctrl-C; edits to the file change the running graph.
+    Run {
+        pipeline: PathBuf,
+        /// Do not reload when the file changes (SIGHUP still reloads).
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Check pipeline files and report every problem; exit 1 if any has errors.
+    Validate {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Print the pipeline's graph as Mermaid or Graphviz DOT.
+    Graph {
+        pipeline: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// List component types with their options and defaults.
+    List {
+        /// Show only this type.
+        #[arg(value_name = "TYPE")]
+        type_name: Option<String>,
+    },
+    /// Print the JSON Schema of pipeline files (for editor completion and checks).
+    Schema,
+    /// Write a simulated OpenF1 session (real Monza outline, simulated race) as an OpenF1 cache.
+    SampleSession {
+        /// Race length in laps.
+        #[arg(long, default_value_t = 5)]
+        laps: u32,
+        /// Number of cars.
+        #[arg(long, default_value_t = 20)]
+        cars: u32,
+        /// Random seed: the same seed gives the same race.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Session key of the simulated session.
+        #[arg(long, default_value_t = 9999)]
+        session_key: u32,
+        /// Cache directory to write `race_data_{session_key}/` into.
+        #[arg(long, default_value = "race_data")]
+        out: PathBuf,
+        /// Write plain .json files instead of .json.gz.
+        #[arg(long)]
+        no_gzip: bool,
+    },
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { pipeline, no_watch } => {
+            init_logging();
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::from(1);
+                }
+            };
+            runtime.block_on(run(&pipeline, !no_watch))
+        }
+        Command::Validate { pipelines } => validate(&pipelines),
+        Command::Graph { pipeline, format } => graph(&pipeline, format),
+        Command::List { type_name } => {
+            print!("{}", crate::schema::render_list(&Registry::builtin(), type_name.as_deref()));
+            ExitCode::SUCCESS
+        }
+        Command::Schema => {
+            let schema = crate::schema::pipeline_schema(&Registry::builtin());
+            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Command::SampleSession {
+            laps,
+            cars,
+            seed,
+            session_key,
+            out,
+            no_gzip,
+        } => sample_session(laps, cars, seed, session_key, out, !no_gzip),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn validate(paths: &[PathBuf]) -> ExitCode {
+    let registry = Registry::builtin();
+    let mut failed = false;
+    for path in paths {
+        match config::load(path, &registry) {
+            Ok(pipeline) => {
+                if !pipeline.warnings.is_empty() {
+                    eprint!("{}", render_all(&pipeline.warnings, color()));
+                }
+                println!("{}: ok ({} components)", path.display(), pipeline.components.len());
+            }
+            Err(diagnostics) => {
+                failed = true;
+                eprint!("{}", render_all(&diagnostics, color()));
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn graph(path: &Path, format: GraphFormat) -> ExitCode {
+    match config::load(path, &Registry::builtin()) {
+        Ok(pipeline) => {
+            let text = match format {
+                GraphFormat::Mermaid => crate::graph::render::mermaid(&pipeline),
+                GraphFormat::Dot => crate::graph::render::dot(&pipeline),
+            };
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            eprint!("{}", render_all(&diagnostics, color()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn sample_session(laps: u32, cars: u32, seed: u64, session_key: u32, out: PathBuf, gzip: bool) -> ExitCode {
+    let options = pitwall_openf1::sample::SampleOptions {
+        session_key,
+        laps,
+        cars,
+        seed,
+        gzip,
+        out_dir: out,
+    };
+    let started = Instant::now();
+    match pitwall_openf1::sample::generate(&options) {
+        Ok(summary) => {
+            println!(
+                "wrote a SIMULATED session to {} in {:.2?}: {} laps, {} location and {} car_data rows, {} bytes",
+                summary.dir.display(),
+                started.elapsed(),
+                summary.laps,
+                summary.location_rows,
+                summary.car_data_rows,
+                summary.bytes_written
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: cannot write the sample session: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `run`: start, then serve reloads and signals until told to stop.
+async fn run(path: &Path, watch: bool) -> ExitCode {
+    let registry = Registry::builtin();
+    let pipeline = match config::load(path, &registry) {
+        Ok(pipeline) => pipeline,
+        Err(diagnostics) => {
+            eprint!("{}", render_all(&diagnostics, color()));
+            return ExitCode::from(1);
+        }
+    };
+    if !pipeline.warnings.is_empty() {
+        eprint!("{}", render_all(&pipeline.warnings, color()));
+    }
+    let mut last_text = pipeline.source.text.clone();
+    let exit_when_done = pipeline.runtime.exit_when_done;
+    let debounce = Duration::from_millis(pipeline.runtime.reload_debounce_ms);
+    let count = pipeline.components.len();
+    let mut topology = match Topology::start(pipeline, HttpServers::default()).await {
+        Ok(topology) => topology,
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(pipeline = %path.display(), components = count, "running; Ctrl-C to stop");
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<()>(4);
+    let _watch = if watch {
+        match crate::runtime::watch::watch_file(path, debounce, reload_tx.clone()) {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch the pipeline file; reload with SIGHUP");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut stop_signals = StopSignals::new();
+    let mut hangup = HangupSignal::new();
+
+    loop {
+        tokio::select! {
+            reason = stop_signals.recv() => {
+                tracing::info!("{reason}: stopping sources, draining, flushing");
+                break;
+            }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                reload(path, &registry, &mut topology, &mut last_text, true).await;
+            }
+            Some(()) = reload_rx.recv() => {
+                reload(path, &registry, &mut topology, &mut last_text, false).await;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)), if exit_when_done => {
+                if topology.sources_finished() {
+                    tracing::info!("every source has finished: draining and exiting");
+                    break;
+                }
+            }
+        }
+    }
+    match topology.shutdown().await {
+        Stopped::Clean => {
+            tracing::info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Stopped::DeadlineExceeded(aborted) => {
+            tracing::error!(aborted = ?aborted, "shutdown deadline passed: these were aborted");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Apply the file on disk to the running graph, or explain why not and change nothing.
+async fn reload(
+    path: &Path,
+    registry: &Registry,
+    topology: &mut Topology,
+    last_text: &mut std::sync::Arc<String>,
+    forced: bool,
+) {
+    let started = Instant::now();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            // Mid-rename the file can be briefly missing; the next event retries.
+            tracing::warn!(%error, "cannot read the pipeline file; keeping the running graph");
+            return;
+        }
+    };
+    if !forced && text == **last_text {
+        tracing::debug!("file touched but unchanged");
+        return;
+    }
+    *last_text = std::sync::Arc::new(text.clone());
+    let pipeline = match config::load_text(path, text, registry, &|name| std::env::var(name).ok()) {
+        Ok(pipeline) => pipeline,
+        Err(diagnostics) => {
+            eprint!("{}", render_all(&diagnostics, color()));
+            let first = diagnostics
+                .iter()
+                .find(|d| d.is_error())
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            tracing::error!("the edited pipeline is invalid; the running graph is unchanged");
+            topology.admin().record_reload(false, format!("invalid: {first}"));
+            return;
+        }
+    };
+    if !pipeline.warnings.is_empty() {
+        eprint!("{}", render_all(&pipeline.warnings, color()));
+    }
+    match topology.reload(pipeline).await {
+        Ok(diff) => {
+            let summary = diff.summary();
+            tracing::info!(elapsed = ?started.elapsed(), "reloaded: {summary}");
+            topology.admin().record_reload(true, summary);
+        }
+        Err(error) => {
+            tracing::error!("reload rolled back, the running graph is unchanged: {error}");
+            topology.admin().record_reload(false, format!("rolled back: {error}"));
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM: stop.
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        Self {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let terminate = async {
+                match self.terminate.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted",
+                _ = terminate => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupted"
+        }
+    }
+}
+
+/// SIGHUP: reload.
+struct HangupSignal {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl HangupSignal {
+    fn new() -> Self {
+        Self {
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.hangup.as_mut() {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
