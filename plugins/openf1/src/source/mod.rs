@@ -1,0 +1,369 @@
+//! Source `openf1`: a Formula 1 session from the OpenF1 REST API (FORMATS.md 1), replayed
+//! from a local cache or polled live.
+//!
+//! **Replay** (the default) downloads the whole session once into a cache directory and then
+//! replays it from there, paced by event time. The download honours OpenF1's limits: a token
+//! bucket of `max_requests_per_10s`, retries with backoff on 429/5xx (respecting
+//! `Retry-After`), and `location`/`car_data` fetched per driver in windows of
+//! `window_minutes`, because a wider query fails server-side. A cache whose `manifest.json`
+//! says `complete: true` is replayed without touching the network; an incomplete one is
+//! resumed (files already present are kept).
+//!
+//! The replay first emits a *preamble* stamped with the replay start: the session, every
+//! driver, lap, stint, pit stop, result and grid slot, and two reference paths (the fastest
+//! lap's and one pit-lane pass's location samples) from which `track_layout` draws the
+//! circuit. A replay knows the whole session, so sinks can serve these documents from the
+//! first frame on. Then come the time series merged in time order: car positions (0,0 = "car
+//! not placed" is skipped), car telemetry, race positions, intervals, race-control messages
+//! and weather, interleaved with a [`Record::Tick`] every `tick_ms` of event time so that
+//! time-driven transforms (`resample`) advance smoothly, and a final `SessionEnd`.
+//!
+//! OpenF1 data often starts hours before the race, so by default the replay starts at the
+//! reference start of the Pocket Pitwall service: the pole sitter's lap-1 start minus 20 s.
+//!
+//! **Live** polls the REST API: time series with a `date>` cursor each, `location` and
+//! `car_data` for all drivers but only since the last poll, documents (drivers, laps, stints,
+//! results) re-fetched every few seconds and emitted when a row is new or changed. Live data
+//! needs OpenF1's paid tier: give `username`/`password` (from the environment) and a bearer
+//! token is obtained from `POST {root}/token` and renewed before it expires. OpenF1's MQTT
+//! stream is a different source.
+//!
+//! Cache layout (shared with the simulated sample generator), `{cache_dir}/race_data_{key}/`:
+//! one JSON array per endpoint (`sessions.json`, `drivers.json`, `laps.json`, ...), one per
+//! driver under `location/` and `car_data/`, any of them optionally gzipped (`.json.gz`), and
+//! `manifest.json` written last.
+//!
+//! ```toml
+//! [sources.f1]
+//! type = "openf1"
+//! session_key = 9158              # or "latest"
+//! mode = "replay"                 # or "live"
+//! speed = 1.0                     # 0 = as fast as possible
+//! base_url = "https://api.openf1.org/v1"
+//! cache_dir = "race_data"         # relative to the pipeline file
+//! start = "race_start"            # "data_start", or an ISO 8601 time
+//! loop = false
+//! max_requests_per_10s = 30
+//! window_minutes = 5.0
+//! tick_ms = 100
+//! poll_interval_ms = 1000
+//! # username = "${OPENF1_USERNAME}"
+//! # password = "${OPENF1_PASSWORD}"
+//! ```
+
+pub mod cache;
+pub mod fetch;
+pub mod live;
+pub mod reference;
+pub mod replay;
+pub mod rows;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use pitwall_api::component::OptionProblem;
+use pitwall_api::record::parse_iso8601_ns;
+use pitwall_api::{
+    BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Io, Kinds, Record,
+    RecordKind, Role,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The component type.
+pub fn spec() -> ComponentSpec {
+    ComponentSpec::new::<OpenF1Config>(
+        "openf1",
+        Role::Source,
+        "A Formula 1 session from the OpenF1 REST API: cached replay or live polling",
+    )
+}
+
+/// Options of the `openf1` source.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenF1Config {
+    /// The OpenF1 session: its numeric `session_key`, or "latest".
+    pub session_key: SessionKeyOption,
+    /// "replay" (download once into the cache, then replay it) or "live" (poll the API).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Replay speed: 1.0 real time, 10.0 ten times faster, 0 as fast as possible.
+    #[serde(default = "default_speed")]
+    pub speed: f64,
+    /// The OpenF1 API root.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Where downloaded sessions are kept, relative to the pipeline file. Each session lives
+    /// in `race_data_{session_key}/` below it.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Where the replay starts: "race_start" (the pole sitter's lap-1 start minus 20 s),
+    /// "data_start" (the first sample), or an ISO 8601 UTC time.
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Replay again from the start once the end is reached.
+    #[serde(default, rename = "loop")]
+    pub loop_replay: bool,
+    /// Requests allowed per 10 s (OpenF1 publishes 30 for the free tier).
+    #[serde(default = "default_max_requests")]
+    pub max_requests_per_10s: u32,
+    /// Width of the time windows in which `location` and `car_data` are downloaded per
+    /// driver; OpenF1 fails queries that are too wide.
+    #[serde(default = "default_window_minutes")]
+    pub window_minutes: f64,
+    /// A `tick` record every this many ms of event time, so time-driven transforms advance.
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    /// OpenF1 account (paid tier, needed for live data), normally "${OPENF1_USERNAME}".
+    #[serde(default)]
+    pub username: Option<Secret>,
+    /// OpenF1 password, normally "${OPENF1_PASSWORD}". Never logged.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Live mode: how often the API is polled.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_speed() -> f64 {
+    1.0
+}
+fn default_base_url() -> String {
+    "https://api.openf1.org/v1".to_string()
+}
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("race_data")
+}
+fn default_start() -> String {
+    "race_start".to_string()
+}
+fn default_max_requests() -> u32 {
+    30
+}
+fn default_window_minutes() -> f64 {
+    5.0
+}
+fn default_tick_ms() -> u64 {
+    100
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+
+/// `session_key = 9158` or `session_key = "latest"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SessionKeyOption {
+    Number(u64),
+    Text(String),
+}
+
+impl SessionKeyOption {
+    /// The numeric key when it is known without asking the API.
+    pub fn fixed(&self) -> Option<u64> {
+        match self {
+            Self::Number(key) => Some(*key),
+            Self::Text(text) => text.trim().parse().ok(),
+        }
+    }
+
+    /// How the API is asked for it (`9158` or `latest`).
+    pub fn as_query(&self) -> String {
+        match self.fixed() {
+            Some(key) => key.to_string(),
+            None => "latest".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Replay,
+    Live,
+}
+
+/// A secret option (password, account): shown as `***` in every debug output and log.
+#[derive(Clone, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The pole sitter's lap-1 start minus 20 s (the data start when laps are missing).
+    RaceStart,
+    /// The first sample of any time series.
+    DataStart,
+    /// A fixed instant, ns since the epoch.
+    At(i64),
+}
+
+impl StartAt {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "race_start" => Some(Self::RaceStart),
+            "data_start" => Some(Self::DataStart),
+            other => parse_iso8601_ns(other).map(Self::At),
+        }
+    }
+}
+
+impl OpenF1Config {
+    /// Username and password, when both are given and not empty.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        let user = self.username.as_ref()?.expose().trim();
+        let password = self.password.as_ref()?.expose();
+        (!user.is_empty() && !password.is_empty()).then(|| (user.to_string(), password.to_string()))
+    }
+
+    fn start_at(&self) -> StartAt {
+        StartAt::parse(&self.start).unwrap_or(StartAt::RaceStart)
+    }
+}
+
+/// Every record kind the source can emit.
+pub fn emitted_kinds() -> Kinds {
+    Kinds::of(&[
+        RecordKind::Session,
+        RecordKind::Driver,
+        RecordKind::Lap,
+        RecordKind::Stint,
+        RecordKind::Pit,
+        RecordKind::SessionResult,
+        RecordKind::StartingGrid,
+        RecordKind::ReferencePath,
+        RecordKind::Position,
+        RecordKind::CarData,
+        RecordKind::RacePosition,
+        RecordKind::Interval,
+        RecordKind::RaceControl,
+        RecordKind::Weather,
+        RecordKind::Tick,
+        RecordKind::SessionEnd,
+    ])
+}
+
+impl ComponentConfig for OpenF1Config {
+    fn emits(&self) -> Kinds {
+        emitted_kinds()
+    }
+
+    fn check(&self) -> Vec<OptionProblem> {
+        let mut problems = Vec::new();
+        if let SessionKeyOption::Text(text) = &self.session_key {
+            if self.session_key.fixed().is_none() && text.trim() != "latest" {
+                problems.push(OptionProblem::new(
+                    "session_key",
+                    format!("`{text}` is not a session key; give a number such as 9158, or \"latest\""),
+                ));
+            }
+        }
+        if !(self.speed.is_finite() && self.speed >= 0.0) {
+            problems.push(OptionProblem::new(
+                "speed",
+                "must be 0 (as fast as possible) or a positive factor such as 1.0",
+            ));
+        }
+        if StartAt::parse(&self.start).is_none() {
+            problems.push(OptionProblem::new(
+                "start",
+                format!(
+                    "`{}` is neither \"race_start\", \"data_start\" nor an ISO 8601 time such as 2024-05-26T13:03:35Z",
+                    self.start
+                ),
+            ));
+        }
+        if self.max_requests_per_10s == 0 {
+            problems.push(OptionProblem::new("max_requests_per_10s", "must be at least 1"));
+        }
+        if !(self.window_minutes.is_finite() && self.window_minutes > 0.0) {
+            problems.push(OptionProblem::new(
+                "window_minutes",
+                "must be a positive number of minutes (OpenF1 fails queries wider than ~10)",
+            ));
+        }
+        if self.tick_ms == 0 {
+            problems.push(OptionProblem::new("tick_ms", "must be at least 1"));
+        }
+        if self.poll_interval_ms == 0 {
+            problems.push(OptionProblem::new("poll_interval_ms", "must be at least 1"));
+        }
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            problems.push(OptionProblem::new(
+                "base_url",
+                format!("`{}` is not an http(s) URL", self.base_url),
+            ));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            problems.push(OptionProblem::new(
+                if self.username.is_some() { "password" } else { "username" },
+                "username and password go together",
+            ));
+        }
+        problems
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Component>, ComponentError> {
+        if let Some(problem) = self.check().into_iter().next() {
+            return Err(format!("option `{}`: {}", problem.key, problem.message).into());
+        }
+        Ok(Box::new(OpenF1Source {
+            config: self.clone(),
+            cache_root: ctx.resolve_path(&self.cache_dir),
+        }))
+    }
+}
+
+/// The running source.
+pub struct OpenF1Source {
+    config: OpenF1Config,
+    cache_root: PathBuf,
+}
+
+#[async_trait]
+impl Component for OpenF1Source {
+    async fn run(&mut self, io: &mut Io) -> Result<(), ComponentError> {
+        match self.config.mode {
+            Mode::Replay => replay::run(&self.config, &self.cache_root, io).await,
+            Mode::Live => live::run(&self.config, io).await,
+        }
+    }
+}
+
+/// Log only the first few occurrences of something, then every 1000th.
+pub(crate) fn worth_logging(count: u64) -> bool {
+    count <= 5 || count % 1000 == 0
+}
+
+/// Whether a record belongs to the paced time series rather than the replay's preamble.
+pub fn is_time_series(record: &Record) -> bool {
+    matches!(
+        record,
+        Record::Position(_)
+            | Record::CarData(_)
+            | Record::RacePosition(_)
+            | Record::Interval(_)
+            | Record::RaceControl(_)
+            | Record::Weather(_)
+    )
+}
