@@ -498,7 +498,8 @@ fn session_of(record: &Record) -> Option<&SessionKey> {
 }
 
 /// Format a frame the way the firmware parses it:
-/// `{t_ms}|{car},{x},{y},{position}|...`, x and y rounded to integers. Cars without a
+/// `{t_ms}|{car},{x},{y},{position}|...`, x and y rounded to the nearest integer (halves away
+/// from zero). Cars without a
 /// usable position (non-finite coordinates) are left out.
 pub fn frame_text(frame: &Frame) -> String {
     use std::fmt::Write;

@@ -238,7 +238,7 @@ impl SessionDocuments {
             Some(serde_json::to_vec(&items))
         }
         fn one<T: Serialize>(item: &Option<Arc<T>>) -> Option<serde_json::Result<Vec<u8>>> {
-            item.as_ref().map(|item| serde_json::to_vec(item))
+            item.as_ref().map(serde_json::to_vec)
         }
         match built {
             Built::Drivers => array(self.drivers.values()),
