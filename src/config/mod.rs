@@ -155,6 +155,7 @@ pub fn load_text(
         registry,
         env,
         diagnostics: Vec::new(),
+        orphan_inputs: Vec::new(),
     };
     let root: toml::Table = match toml::from_str(&source.text) {
         Ok(root) => root,
@@ -246,7 +247,7 @@ pub fn load_text(
         runtime,
         warnings: Vec::new(),
     };
-    let graph_diagnostics = crate::graph::validate(&pipeline, &loader.spans, registry, &declared);
+    let graph_diagnostics = crate::graph::validate(&pipeline, &loader.spans, registry, &declared, &loader.orphan_inputs);
     loader.diagnostics.extend(graph_diagnostics);
     if loader.diagnostics.iter().any(Diagnostic::is_error) {
         return Err(loader.diagnostics);
@@ -261,6 +262,8 @@ struct Loader<'a> {
     registry: &'a Registry,
     env: &'a dyn Fn(&str) -> Option<String>,
     diagnostics: Vec<Diagnostic>,
+    /// Inputs of components that failed their own checks, for the graph checks.
+    orphan_inputs: Vec<(String, Role, Vec<InputDecl>)>,
 }
 
 impl Loader<'_> {
@@ -382,29 +385,11 @@ impl Loader<'_> {
         };
 
         // Phase 2: the options, into the type's own config struct.
-        let mut options = table.clone();
-        for engine_key in ["type", "inputs", "when_full"] {
-            options.remove(engine_key);
-        }
-        let mut options = toml::Value::Table(options);
-        if !self.interpolate(&path, &mut options) {
+        let Some((options, config)) = self.options(&path, spec, table) else {
+            // Still check where its inputs point: every problem is reported at once.
+            self.orphan_inputs.push((id.to_string(), role, inputs));
             return None;
-        }
-        let config: Arc<dyn ComponentConfig> = match (spec.parse)(options.clone()) {
-            Ok(config) => Arc::from(config),
-            Err(error) => {
-                self.option_error(&path, spec, &error);
-                return None;
-            }
         };
-        for problem in config.check() {
-            let option_path = path.key(&problem.key);
-            self.push(
-                Diagnostic::error(&self.source, option_path.to_string(), problem.message)
-                    .at(self.spans.value(&option_path)),
-            );
-            ok = false;
-        }
         ok.then(|| ComponentDecl {
             id: id.to_string(),
             role,
@@ -413,6 +398,39 @@ impl Loader<'_> {
             options,
             config,
         })
+    }
+
+    /// Interpolate and deserialize a component's options, then run its own checks.
+    fn options(
+        &mut self,
+        path: &KeyPath,
+        spec: &pitwall_api::ComponentSpec,
+        table: &toml::Table,
+    ) -> Option<(toml::Value, Arc<dyn ComponentConfig>)> {
+        let mut options = table.clone();
+        for engine_key in ["type", "inputs", "when_full"] {
+            options.remove(engine_key);
+        }
+        let mut options = toml::Value::Table(options);
+        if !self.interpolate(path, &mut options) {
+            return None;
+        }
+        let config: Arc<dyn ComponentConfig> = match (spec.parse)(options.clone()) {
+            Ok(config) => Arc::from(config),
+            Err(error) => {
+                self.option_error(path, spec, &error);
+                return None;
+            }
+        };
+        let problems = config.check();
+        for problem in &problems {
+            let option_path = path.key(&problem.key);
+            self.push(
+                Diagnostic::error(&self.source, option_path.to_string(), problem.message.clone())
+                    .at(self.spans.value(&option_path)),
+            );
+        }
+        problems.is_empty().then_some((options, config))
     }
 
     fn type_names(&self, role: Role) -> String {

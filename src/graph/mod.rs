@@ -23,6 +23,7 @@ pub fn validate(
     spans: &Spans,
     registry: &Registry,
     declared: &HashMap<String, Role>,
+    orphan_inputs: &[(String, Role, Vec<crate::config::InputDecl>)],
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let source = &pipeline.source;
@@ -33,9 +34,13 @@ pub fn validate(
     };
 
     // Every input names a component that produces something.
-    for decl in components.values() {
-        for input in &decl.inputs {
-            let path = component_path(&decl.id).join(&input.key_path);
+    let all_inputs = components
+        .values()
+        .map(|decl| (&decl.id, &decl.inputs))
+        .chain(orphan_inputs.iter().map(|(id, _, inputs)| (id, inputs)));
+    for (consumer, inputs) in all_inputs {
+        for input in inputs {
+            let path = component_path(consumer).join(&input.key_path);
             if let Some(upstream) = components.get(&input.from) {
                 if upstream.role == Role::Sink && upstream.config.emits().is_empty() {
                     out.push(
@@ -50,7 +55,7 @@ pub fn validate(
             if declared.contains_key(&input.from) {
                 continue;
             }
-            let ids: Vec<&str> = declared.keys().map(String::as_str).filter(|id| *id != decl.id).collect();
+            let ids: Vec<&str> = declared.keys().map(String::as_str).filter(|id| id != consumer).collect();
             let mut diagnostic = Diagnostic::error(
                 source,
                 path.to_string(),
