@@ -1,0 +1,152 @@
+//! Load check of the `cardputer` sink (ignored by default: it takes ~15 s and wants a quiet
+//! machine). Run it with
+//!
+//!     cargo test -p pitwall-web --release --test load -- --ignored --nocapture
+//!
+//! 1,000 WebSocket clients, 20 cars at 10 frames/s. The sink and its server run on their own
+//! runtime whose threads are named `sink-rt`, the clients on another, so the CPU time of the
+//! server side can be read per thread from /proc (Linux only) without counting the clients.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use pitwall_api::record::{Frame, FrameCar};
+use pitwall_api::testing::{build_context, parse_config, wire};
+use pitwall_api::{ComponentConfig, Event, Record, WhenFull};
+use pitwall_web::cardputer::CardputerConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+const CLIENTS: usize = 1000;
+const SECONDS: u64 = 10;
+
+/// CPU seconds (user + system) used so far by this process's threads named `name`.
+fn cpu_seconds_of_threads(name: &str) -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on every Linux we run on
+    let mut total = 0u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
+        let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+        total += utime + stime;
+    }
+    total as f64 / ticks_per_second
+}
+
+#[test]
+#[ignore]
+fn thousand_clients_at_ten_frames_per_second() {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sink-rt")
+        .enable_all()
+        .build()
+        .unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("client-rt")
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (address, input, _server) = server_rt.block_on(async {
+        let ctx = build_context("cardputer", ".");
+        let server = ctx.http.acquire("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = server.address();
+        let config: CardputerConfig = parse_config(&format!(
+            "address = \"{address}\"\nsession_key = \"1\"\nmax_clients = 2000"
+        ));
+        let mut sink = config.build(&ctx).unwrap();
+        let mut wiring = wire("cardputer", true);
+        let input = wiring.input.take().unwrap();
+        tokio::spawn(async move { sink.run(&mut wiring.io).await.map_err(|e| e.to_string()) });
+        (address, input, server)
+    });
+
+    let received = Arc::new(AtomicU64::new(0));
+    let first_frame_ms = Arc::new(std::sync::Mutex::new(Vec::new()));
+    client_rt.block_on(async {
+        // Give the sink a frame so new clients have something to get at once.
+        let frame = |t_ms: i64| {
+            Event::new(
+                0,
+                Record::Frame(Arc::new(Frame {
+                    session_key: "1".into(),
+                    t_ms,
+                    cars: (1..=20)
+                        .map(|car| FrameCar {
+                            car,
+                            x: -1234.5 + car as f64 * 37.0,
+                            y: 4567.8 - car as f64 * 11.0,
+                            position: car,
+                        })
+                        .collect(),
+                })),
+            )
+        };
+        input.push(Arc::new(vec![frame(0)]), WhenFull::Block).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for _ in 0..CLIENTS {
+            let url = format!("ws://{address}/ws/1");
+            let received = received.clone();
+            let first_frame_ms = first_frame_ms.clone();
+            let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            // From the end of the handshake to the first frame.
+            let started = Instant::now();
+            tokio::spawn(async move {
+                let mut first = true;
+                while let Some(Ok(message)) = client.next().await {
+                    if let Message::Text(_) = message {
+                        if first {
+                            first = false;
+                            first_frame_ms
+                                .lock()
+                                .unwrap()
+                                .push(started.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let cpu_before = cpu_seconds_of_threads("sink-rt");
+        let received_before = received.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        for n in 1..=(SECONDS * 10) as i64 {
+            ticker.tick().await;
+            input.push(Arc::new(vec![frame(n * 100)]), WhenFull::Block).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds_of_threads("sink-rt") - cpu_before;
+        let delivered = received.load(Ordering::Relaxed) - received_before;
+        let mut firsts = first_frame_ms.lock().unwrap().clone();
+        firsts.sort_by(f64::total_cmp);
+        let p99 = firsts[(firsts.len() * 99 / 100).min(firsts.len() - 1)];
+        println!(
+            "{CLIENTS} clients, {wall:.1} s: sink+server CPU {cpu:.2} s = {:.0}% of a core; \
+             {delivered} frames delivered ({:.0}% of {}); first frame p99 {p99:.1} ms, max {:.1} ms",
+            cpu / wall * 100.0,
+            delivered as f64 / (CLIENTS as f64 * SECONDS as f64 * 10.0) * 100.0,
+            CLIENTS as u64 * SECONDS * 10,
+            firsts.last().unwrap()
+        );
+        assert!(cpu / wall < 0.5, "sink used more than half a core");
+        assert!(p99 < 50.0, "first frames too slow");
+    });
+    input.close();
+    drop(server_rt);
+}
