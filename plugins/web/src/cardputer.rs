@@ -499,8 +499,8 @@ fn session_of(record: &Record) -> Option<&SessionKey> {
 
 /// Format a frame the way the firmware parses it:
 /// `{t_ms}|{car},{x},{y},{position}|...`, x and y rounded to the nearest integer (halves away
-/// from zero). Cars without a
-/// usable position (non-finite coordinates) are left out.
+/// from zero). Cars without a usable position (non-finite coordinates) are left out; a frame
+/// with no usable car is just `{t_ms}`.
 pub fn frame_text(frame: &Frame) -> String {
     use std::fmt::Write;
     let mut text = String::with_capacity(16 + frame.cars.len() * 20);
