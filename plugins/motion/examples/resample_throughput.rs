@@ -69,7 +69,9 @@ async fn main() {
     let events = race();
     let total = events.len();
     let config = ResampleConfig::default();
-    let mut component = config.build(&build_context("resample", ".")).expect("builds");
+    let mut component = config
+        .build(&build_context("resample", "."))
+        .expect("builds");
     let mut wiring = wire("resample", true);
     let input = wiring.input.take().expect("input");
 
@@ -90,7 +92,10 @@ async fn main() {
     let elapsed = started.elapsed();
     feeder.await.expect("feeder");
     let out = drain(&wiring.output);
-    let frames = out.iter().filter(|e| matches!(e.record, Record::Frame(_))).count();
+    let frames = out
+        .iter()
+        .filter(|e| matches!(e.record, Record::Frame(_)))
+        .count();
     println!(
         "resample: {total} events in {:.1} ms = {:.1} M events/s; {frames} frames out",
         elapsed.as_secs_f64() * 1000.0,

@@ -319,8 +319,8 @@ mod tests {
             vec![
                 pos(0, 0.0, 0.0), // not placed: ignored
                 pos(10, 10.0, 20.0),
-                pos(20, 5.0, 20.0),  // growth, too soon
-                pos(500, 7.0, 21.0), // growth, still too soon
+                pos(20, 5.0, 20.0),   // growth, too soon
+                pos(500, 7.0, 21.0),  // growth, still too soon
                 pos(1010, 8.0, 20.0), // no new growth, but held-back growth is due
                 pos(1020, 9.0, 20.0), // inside: nothing
                 pos(1500, 4.0, 20.0), // growth, too soon: emitted at the end
@@ -385,7 +385,10 @@ mod tests {
         .await;
         assert_eq!(
             bounds(&out),
-            vec![(0, b(-50.0, 50.0, -9.0, 7.0)), (1, b(-50.0, 60.0, -9.0, 7.0))]
+            vec![
+                (0, b(-50.0, 50.0, -9.0, 7.0)),
+                (1, b(-50.0, 60.0, -9.0, 7.0))
+            ]
         );
     }
 

@@ -11,8 +11,8 @@
 
 use std::borrow::Cow;
 
-use pitwall_api::record::{Record, RecordKind};
 use pitwall_api::component::OptionProblem;
+use pitwall_api::record::{Record, RecordKind};
 
 /// The car or driver number a record is about, if it is about one car.
 pub fn car_of(record: &Record) -> Option<u32> {

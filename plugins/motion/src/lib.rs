@@ -19,3 +19,18 @@ pub fn components() -> Vec<ComponentSpec> {
         filter::spec(),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_component_type_is_listed_once() {
+        let names: Vec<&str> = super::components().iter().map(|s| s.type_name).collect();
+        assert_eq!(
+            names,
+            vec!["resample", "bounds", "project", "decimate", "filter"]
+        );
+        for spec in super::components() {
+            assert_eq!(spec.role, pitwall_api::Role::Transform);
+        }
+    }
+}

@@ -164,7 +164,10 @@ impl ComponentConfig for ProjectConfig {
             }
         }
         if !self.rotation_deg.is_finite() {
-            problems.push(OptionProblem::new("rotation_deg", "must be a finite number"));
+            problems.push(OptionProblem::new(
+                "rotation_deg",
+                "must be a finite number",
+            ));
         }
         if let Some(b) = self.bounds {
             if !bounds_ok(&b.into()) {
@@ -431,20 +434,19 @@ impl Projector {
                 }
             }
             Record::TrackLayout(layout) => {
-                let layout_bounds = if bounds_ok(&layout.bounds)
-                    && layout.bounds != Bounds::default()
-                {
-                    Some(layout.bounds)
-                } else {
-                    Bounds::of_points(
-                        layout
-                            .track_path
-                            .iter()
-                            .chain(&layout.pit_path)
-                            .map(|p| (p.x, p.y)),
-                    )
-                    .filter(bounds_ok)
-                };
+                let layout_bounds =
+                    if bounds_ok(&layout.bounds) && layout.bounds != Bounds::default() {
+                        Some(layout.bounds)
+                    } else {
+                        Bounds::of_points(
+                            layout
+                                .track_path
+                                .iter()
+                                .chain(&layout.pit_path)
+                                .map(|p| (p.x, p.y)),
+                        )
+                        .filter(bounds_ok)
+                    };
                 self.layouts
                     .retain(|(_, l)| l.session_key != layout.session_key);
                 if self.layouts.len() >= MAX_LAYOUTS {
@@ -575,7 +577,7 @@ mod tests {
         assert_eq!(p.apply(0.0, 0.0), (110.0, 110.0));
         assert_eq!(p.apply(100.0, 0.0), (110.0, 10.0)); // +x -> +y (up, row 10)
         assert_eq!(p.apply(0.0, 100.0), (10.0, 110.0)); // +y -> -x (left)
-        // 45 degrees: the rotated box is larger (diagonal), so everything still fits.
+                                                        // 45 degrees: the rotated box is larger (diagonal), so everything still fits.
         let config = ProjectConfig {
             rotation_deg: 45.0,
             ..config

@@ -584,14 +584,7 @@ impl Resampler {
                     return; // car not placed
                 }
                 let session = self.session(&p.session_key, t);
-                session.add_sample(
-                    p.car,
-                    Sample {
-                        t,
-                        x: p.x,
-                        y: p.y,
-                    },
-                );
+                session.add_sample(p.car, Sample { t, x: p.x, y: p.y });
                 if session.next_grid.is_none() {
                     self.wake_at = i64::MIN;
                 }
@@ -848,10 +841,7 @@ mod tests {
         // Due: g + 300 <= 1000 -> g in 0..=700; samples end at 500 so 600, 700 hold.
         let t: Vec<i64> = frames.iter().map(|f| f.t_ms).collect();
         assert_eq!(t, vec![0, 100, 200, 300, 400, 500, 600, 700]);
-        let xy: Vec<(f64, f64)> = frames
-            .iter()
-            .map(|f| (f.cars[0].x, f.cars[0].y))
-            .collect();
+        let xy: Vec<(f64, f64)> = frames.iter().map(|f| (f.cars[0].x, f.cars[0].y)).collect();
         let expected = [
             (100.0, 1000.0),
             (140.0, 800.0),
@@ -1090,14 +1080,14 @@ mod tests {
             "held {}",
             core.samples_held()
         );
-        assert_eq!(
-            frames(&out).len() as i64,
-            (19_999 * 270 - 300) / 100 + 1
-        );
+        assert_eq!(frames(&out).len() as i64, (19_999 * 270 - 300) / 100 + 1);
         // A sample a century ahead, then time jumps there: the grid skips, it does not crawl.
         let century = 100 * 365 * 86_400_000;
         let start = std::time::Instant::now();
-        let out = feed(&mut core, &[pos(century, 1, 5.0, 5.0), tick(century + 1000)]);
+        let out = feed(
+            &mut core,
+            &[pos(century, 1, 5.0, 5.0), tick(century + 1000)],
+        );
         assert!(start.elapsed() < std::time::Duration::from_secs(2));
         // Held frames until max_hold (60 s), then the frames of the far sample.
         let frames = frames(&out);
@@ -1150,8 +1140,7 @@ mod tests {
     fn options_are_checked() {
         let config: ResampleConfig = pitwall_api::testing::parse_config("interval_ms = 0");
         assert_eq!(config.check()[0].key, "interval_ms");
-        let config: ResampleConfig =
-            pitwall_api::testing::parse_config("lag_ms = 100000000");
+        let config: ResampleConfig = pitwall_api::testing::parse_config("lag_ms = 100000000");
         assert_eq!(config.check()[0].key, "lag_ms");
         assert!(ResampleConfig::default().check().is_empty());
     }
