@@ -1,1 +1,0 @@
-//! Placeholder: the simulated sample-session generator is being written.
