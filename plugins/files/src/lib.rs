@@ -1,7 +1,12 @@
 //! Generic file components: source `file` (NDJSON replay), sinks `file` (NDJSON, rotating)
 //! and `console` (JSON lines to stdout).
+//!
+//! All three speak one format: one [`Event`](pitwall_api::Event) per line in its serde form,
+//! `{"time_ns":..,"kind":..,<fields of the record>}`. A recording made by the `file` sink
+//! replays through the `file` source as the same events.
 
-use pitwall_api::ComponentSpec;
+use pitwall_api::component::OptionProblem;
+use pitwall_api::{ComponentSpec, RecordKind};
 
 pub mod console;
 pub mod file_sink;
@@ -10,4 +15,58 @@ pub mod file_source;
 /// Every component type of this family.
 pub fn components() -> Vec<ComponentSpec> {
     vec![console::spec(), file_sink::spec(), file_source::spec()]
+}
+
+/// Parse a list of kind names from an option, reporting the first unknown name under `key`.
+fn parse_kind_names(key: &str, names: &[String]) -> Result<Vec<RecordKind>, OptionProblem> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            RecordKind::from_name(name).ok_or_else(|| {
+                let valid: Vec<&str> = RecordKind::ALL.iter().map(|k| k.name()).collect();
+                OptionProblem::new(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "unknown record kind `{name}`; valid kinds are: {}",
+                        valid.join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Log the first few occurrences of a recurring problem, then every 1000th.
+fn should_log(count: u64) -> bool {
+    count <= 5 || count % 1000 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_component_type_is_listed_once() {
+        let specs = super::components();
+        let names: Vec<(&str, pitwall_api::Role)> =
+            specs.iter().map(|s| (s.type_name, s.role)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("console", pitwall_api::Role::Sink),
+                ("file", pitwall_api::Role::Sink),
+                ("file", pitwall_api::Role::Source),
+            ]
+        );
+    }
+
+    #[test]
+    fn kind_names() {
+        assert_eq!(
+            super::parse_kind_names("k", &["lap".into()]).unwrap(),
+            vec![pitwall_api::RecordKind::Lap]
+        );
+        let problem = super::parse_kind_names("k", &["lap".into(), "x".into()]).unwrap_err();
+        assert_eq!(problem.key, "k[1]");
+        assert!(problem.message.contains("`x`") && problem.message.contains("session_end"));
+    }
 }
