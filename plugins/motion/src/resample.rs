@@ -206,6 +206,9 @@ const MAX_POSITION_CHANGES: usize = 64;
 /// Car numbers below this are found by direct indexing.
 const DIRECT_INDEX: usize = 1024;
 const NO_CAR: u32 = u32::MAX;
+/// Event time going back by more than this resets the watermark (a looping replay); smaller
+/// steps back are ordinary disorder between sources.
+const BACKWARD_RESET_NS: i64 = 60_000_000_000;
 
 struct ResampleComponent {
     core: Resampler,
@@ -573,6 +576,13 @@ impl Resampler {
     /// Take one event in. Nothing is emitted here: call [`Resampler::pump`] after.
     pub fn ingest(&mut self, event: &Event) {
         let t = event.time_ns;
+        if t < self.watermark.saturating_sub(BACKWARD_RESET_NS) {
+            // Event time jumped far back (a replay that loops): follow it, or every frame of
+            // the new pass would be "due" before its samples arrive.
+            tracing::debug!("resample: event time jumped back; following it");
+            self.watermark = t;
+            self.wake_at = i64::MIN;
+        }
         self.watermark = self.watermark.max(t);
         match &event.record {
             Record::Position(p) => {
@@ -1112,6 +1122,20 @@ mod tests {
         let frames = frames(&out);
         assert_eq!(frames[1].cars[0].x, 99.0);
         assert_eq!(frames[2].cars[0].x, 30.0);
+    }
+
+    #[test]
+    fn a_looping_replay_resamples_every_pass() {
+        let mut pass = vec![metadata(0, R)];
+        for i in 0..400 {
+            pass.push(pos(i * 250, 1, i as f64, 1.0));
+        }
+        pass.push(end(100_000));
+        let mut core = Resampler::new(&ResampleConfig::default());
+        let first = feed(&mut core, &pass);
+        let second = feed(&mut core, &pass);
+        assert_eq!(frames(&first).len(), 998);
+        assert_eq!(first, second);
     }
 
     #[tokio::test]
