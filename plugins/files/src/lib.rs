@@ -69,4 +69,25 @@ mod tests {
         assert_eq!(problem.key, "k[1]");
         assert!(problem.message.contains("`x`") && problem.message.contains("session_end"));
     }
+
+    #[test]
+    fn schemas_and_options_parse() {
+        let mut generator = schemars::SchemaGenerator::default();
+        for spec in super::components() {
+            let schema = (spec.schema)(&mut generator);
+            assert!(!schema.as_value().is_null(), "{}", spec.type_name);
+        }
+        let specs = super::components();
+        let console = (specs[0].parse)(toml::from_str("format = \"pretty\"").unwrap()).unwrap();
+        assert!(console.check().is_empty());
+        let sink = (specs[1].parse)(
+            toml::from_str("path = \"r-{n}.ndjson\"\nrotate_max_bytes = 5").unwrap(),
+        )
+        .unwrap();
+        assert!(sink.check().is_empty());
+        let source =
+            (specs[2].parse)(toml::from_str("path = \"r.ndjson\"\nloop = true").unwrap()).unwrap();
+        assert!(source.check().is_empty());
+        assert!((specs[2].parse)(toml::from_str("path = \"r\"\nlooping = true").unwrap()).is_err());
+    }
 }
