@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use pitwall_api::record::{
-    parse_iso8601_ns, Driver, Event, GridSlot, Interval, Lap, Pit, RaceControlMessage, Record,
-    Session, SessionKey, SessionResultEntry, Stint, Weather,
+    parse_iso8601_ns, Driver, Event, GridSlot, Lap, Pit, RaceControlMessage, Record, Session,
+    SessionKey, SessionResultEntry, Stint, Weather,
 };
 use serde::{Deserialize, Serialize};
 
@@ -71,20 +71,35 @@ pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// The text of a cache file, gunzipped when its name ends in `.gz`.
 pub fn read_text(path: &Path) -> io::Result<String> {
-    let bytes = std::fs::read(path)?;
+    let mut text = String::new();
+    read_text_into(path, &mut text)?;
+    Ok(text)
+}
+
+/// [`read_text`] into a buffer that is reused from file to file: the loader's threads each
+/// keep one, so the allocator is not asked for (and does not hold on to) a new multi-MB
+/// block per file.
+pub fn read_text_into(path: &Path, text: &mut String) -> io::Result<()> {
+    text.clear();
+    let mut file = std::fs::File::open(path)?;
     if path.extension().is_some_and(|ext| ext == "gz") {
+        let compressed = std::fs::read(path)?;
         // The gzip trailer holds the uncompressed size (mod 4 GiB): a good capacity hint.
-        let hint = bytes
+        let hint = compressed
             .len()
             .checked_sub(4)
-            .and_then(|at| bytes.get(at..))
-            .map_or(0, |tail| u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize);
-        let mut text = String::with_capacity(hint.min(1 << 30));
-        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut text)?;
-        Ok(text)
+            .and_then(|at| compressed.get(at..))
+            .map_or(0, |tail| {
+                u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize
+            });
+        text.reserve(hint.min(1 << 30));
+        flate2::read::MultiGzDecoder::new(&compressed[..]).read_to_string(text)?;
     } else {
-        String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let size = file.metadata().map_or(0, |m| m.len() as usize);
+        text.reserve(size);
+        file.read_to_string(text)?;
     }
+    Ok(())
 }
 
 /// Write a file so that readers see either nothing or all of it.
@@ -215,14 +230,23 @@ impl SessionData {
             last = last.max(t);
         };
         for car in &self.cars {
-            for t in [car.location.first(), car.location.last()].into_iter().flatten() {
+            for t in [car.location.first(), car.location.last()]
+                .into_iter()
+                .flatten()
+            {
                 include(t.time_ns);
             }
-            for t in [car.car_data.first(), car.car_data.last()].into_iter().flatten() {
+            for t in [car.car_data.first(), car.car_data.last()]
+                .into_iter()
+                .flatten()
+            {
                 include(t.time_ns);
             }
         }
-        for t in [self.series.first(), self.series.last()].into_iter().flatten() {
+        for t in [self.series.first(), self.series.last()]
+            .into_iter()
+            .flatten()
+        {
             include(t.time_ns);
         }
         (first <= last).then_some((first, last))
@@ -294,17 +318,20 @@ pub fn load_cache(dir: &Path) -> Result<SessionData, CacheError> {
         .min(tasks.len());
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(Loaded, Skipped)>> = Mutex::new(Vec::with_capacity(tasks.len()));
-    let work = || loop {
-        let index = next.fetch_add(1, Ordering::Relaxed);
-        let Some(task) = tasks.get(index) else {
-            break;
-        };
-        let mut skipped = Skipped::default();
-        let loaded = run_task(dir, &session_key, task, &mut skipped);
-        results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((loaded, skipped));
+    let work = || {
+        let mut buffer = String::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(task) = tasks.get(index) else {
+                break;
+            };
+            let mut skipped = Skipped::default();
+            let loaded = run_task(dir, &session_key, task, &mut buffer, &mut skipped);
+            results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((loaded, skipped));
+        }
     };
     std::thread::scope(|scope| {
         for _ in 1..workers {
@@ -387,13 +414,19 @@ fn driver_files(folder: &Path) -> BTreeMap<u32, PathBuf> {
     files
 }
 
-fn run_task(dir: &Path, session_key: &SessionKey, task: &Task, skipped: &mut Skipped) -> Loaded {
+fn run_task(
+    dir: &Path,
+    session_key: &SessionKey,
+    task: &Task,
+    buffer: &mut String,
+    skipped: &mut Skipped,
+) -> Loaded {
     match task {
         Task::Documents => Loaded::Documents(Box::new(load_documents(dir, session_key, skipped))),
         Task::Location(driver, path) => {
-            let samples = read_text(path)
+            let samples = read_text_into(path, buffer)
                 .map_err(|e| e.to_string())
-                .and_then(|text| rows::location_samples(&text, skipped).map_err(|e| e.to_string()))
+                .and_then(|()| rows::location_samples(buffer, skipped).map_err(|e| e.to_string()))
                 .unwrap_or_else(|error| {
                     file_failed(path, &error, skipped);
                     Vec::new()
@@ -401,9 +434,9 @@ fn run_task(dir: &Path, session_key: &SessionKey, task: &Task, skipped: &mut Ski
             Loaded::Location(*driver, samples)
         }
         Task::CarData(driver, path) => {
-            let samples = read_text(path)
+            let samples = read_text_into(path, buffer)
                 .map_err(|e| e.to_string())
-                .and_then(|text| rows::car_samples(&text, skipped).map_err(|e| e.to_string()))
+                .and_then(|()| rows::car_samples(buffer, skipped).map_err(|e| e.to_string()))
                 .unwrap_or_else(|error| {
                     file_failed(path, &error, skipped);
                     Vec::new()
@@ -482,7 +515,12 @@ fn load_documents(dir: &Path, session_key: &SessionKey, skipped: &mut Skipped) -
     let mut stints: Vec<Stint> = document(dir, "stints", key, skipped);
     stints.sort_by_key(|s| (s.driver_number, s.stint_number));
     let mut pits: Vec<Pit> = document(dir, "pit", key, skipped);
-    pits.sort_by_key(|p| p.date.as_deref().and_then(parse_iso8601_ns).unwrap_or(i64::MAX));
+    pits.sort_by_key(|p| {
+        p.date
+            .as_deref()
+            .and_then(parse_iso8601_ns)
+            .unwrap_or(i64::MAX)
+    });
     let results: Vec<SessionResultEntry> = document(dir, "session_result", key, skipped);
     let mut grid: Vec<GridSlot> = document(dir, "starting_grid", key, skipped);
     grid.sort_by_key(|slot| slot.position);
@@ -504,9 +542,13 @@ fn load_documents(dir: &Path, session_key: &SessionKey, skipped: &mut Skipped) -
         }
         time
     };
-    for row in document::<Interval>(dir, "intervals", key, skipped) {
-        if let Some(time) = dated(&row.date, skipped) {
-            series.push(Event::new(time, Record::Interval(row.into())));
+    if let Some(text) = document_text(dir, "intervals", skipped) {
+        match rows::intervals(&text, session_key, skipped) {
+            Ok(rows) => series.extend(
+                rows.into_iter()
+                    .map(|(time, row)| Event::new(time, Record::Interval(row.into()))),
+            ),
+            Err(error) => file_failed(&dir.join("intervals"), &error.to_string(), skipped),
         }
     }
     for row in document::<RaceControlMessage>(dir, "race_control", key, skipped) {

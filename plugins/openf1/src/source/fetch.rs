@@ -145,7 +145,11 @@ pub type Filter<'a> = (&'a str, &'a str, String);
 impl Api {
     pub fn new(config: &OpenF1Config) -> Result<Self, FetchError> {
         let client = reqwest::Client::builder()
-            .user_agent(concat!("pitwall-flow/", env!("CARGO_PKG_VERSION"), " (openf1 source)"))
+            .user_agent(concat!(
+                "pitwall-flow/",
+                env!("CARGO_PKG_VERSION"),
+                " (openf1 source)"
+            ))
             .timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(15))
             .build()
@@ -260,7 +264,12 @@ impl Api {
             401 if token.is_some() => {
                 // The token may have been revoked early: renew it and try again.
                 *self.token.lock().await = None;
-                Err((FetchError::TokenRejected { url: url.to_string() }, None))
+                Err((
+                    FetchError::TokenRejected {
+                        url: url.to_string(),
+                    },
+                    None,
+                ))
             }
             _ => Err((
                 FetchError::Status {
@@ -300,7 +309,10 @@ impl Api {
         let response = self
             .client
             .post(&self.token_url)
-            .form(&[("username", username.as_str()), ("password", password.as_str())])
+            .form(&[
+                ("username", username.as_str()),
+                ("password", password.as_str()),
+            ])
             .send()
             .await
             .map_err(|e| FetchError::Auth(format!("{}: {e}", self.token_url)))?;
@@ -338,13 +350,23 @@ impl Api {
     }
 
     fn tick_progress(&self) {
-        if let Some(bar) = self.progress.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(bar) = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             bar.inc(1);
         }
     }
 
     fn add_progress_work(&self, requests: u64) {
-        if let Some(bar) = self.progress.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(bar) = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             bar.inc_length(requests);
         }
     }
@@ -377,7 +399,9 @@ fn encode_into(out: &mut String, value: &str) {
 
 /// `session_key=latest` (or a number) resolved to the numeric key.
 pub async fn resolve_session_key(api: &Api, key: &str) -> Result<u64, FetchError> {
-    let text = api.get("sessions", &[("session_key", "=", key.to_string())]).await?;
+    let text = api
+        .get("sessions", &[("session_key", "=", key.to_string())])
+        .await?;
     session_rows(&text, "sessions")?
         .first()
         .and_then(|row| row.session_key)
@@ -500,8 +524,14 @@ async fn download(
         .ok_or_else(|| FetchError::NoSession(key.clone()))?;
     match session.meeting_key {
         Some(meeting) => {
-            ensure_document(api, dir, "meetings", &[("meeting_key", "=", meeting.to_string())], true)
-                .await?;
+            ensure_document(
+                api,
+                dir,
+                "meetings",
+                &[("meeting_key", "=", meeting.to_string())],
+                true,
+            )
+            .await?;
         }
         None => write(dir, "meetings", "[]")?,
     }
@@ -556,7 +586,10 @@ async fn download(
             }
         }
     } else {
-        tracing::warn!(session_key, "openf1: the session has no time range; no location or car data downloaded");
+        tracing::warn!(
+            session_key,
+            "openf1: the session has no time range; no location or car data downloaded"
+        );
     }
     cache::write_manifest(dir, session_key, api.base_url()).map_err(|source| FetchError::Cache {
         path: dir.join(cache::MANIFEST).display().to_string(),
@@ -566,7 +599,11 @@ async fn download(
 
 /// `starting_grid` is stored under the meeting's qualifying session; newer data may also be
 /// under the race's own key.
-async fn starting_grid(api: &Api, session_key: u64, meeting: Option<u64>) -> Result<String, FetchError> {
+async fn starting_grid(
+    api: &Api,
+    session_key: u64,
+    meeting: Option<u64>,
+) -> Result<String, FetchError> {
     let mut keys = Vec::new();
     if let Some(meeting) = meeting {
         let text = api
@@ -578,12 +615,21 @@ async fn starting_grid(api: &Api, session_key: u64, meeting: Option<u64>) -> Res
                 ],
             )
             .await?;
-        keys.extend(session_rows(&text, "sessions")?.into_iter().filter_map(|r| r.session_key));
+        keys.extend(
+            session_rows(&text, "sessions")?
+                .into_iter()
+                .filter_map(|r| r.session_key),
+        );
     }
     keys.push(session_key);
     for key in keys {
-        match api.get("starting_grid", &[("session_key", "=", key.to_string())]).await {
-            Ok(text) if rows::raw_rows(&text).is_ok_and(|rows| !rows.is_empty()) => return Ok(text),
+        match api
+            .get("starting_grid", &[("session_key", "=", key.to_string())])
+            .await
+        {
+            Ok(text) if rows::raw_rows(&text).is_ok_and(|rows| !rows.is_empty()) => {
+                return Ok(text)
+            }
             Ok(_) => {}
             Err(error) if error.is_transient() => return Err(error),
             Err(error) => tracing::warn!(%error, "openf1: no starting grid"),
@@ -623,7 +669,8 @@ fn drivers_and_range(dir: &Path, session: &SessionRow) -> (Vec<u32>, Option<(i64
             }
             if name == "laps" {
                 if let Some(start) = row.date_start.as_deref().and_then(parse_iso8601_ns) {
-                    let end = start + (row.lap_duration.unwrap_or(0.0).clamp(0.0, 600.0) * 1e9) as i64;
+                    let end =
+                        start + (row.lap_duration.unwrap_or(0.0).clamp(0.0, 600.0) * 1e9) as i64;
                     first = Some(first.map_or(start, |f| f.min(start)));
                     let end = end + 120_000_000_000;
                     last = Some(last.map_or(end, |l| l.max(end)));

@@ -187,7 +187,12 @@ impl Live {
     }
 
     /// `session_key=K` plus `date>cursor` when the endpoint has one.
-    async fn after_cursor(&self, api: &Api, endpoint: &'static str, default_from: Option<i64>) -> Result<String, FetchError> {
+    async fn after_cursor(
+        &self,
+        api: &Api,
+        endpoint: &'static str,
+        default_from: Option<i64>,
+    ) -> Result<String, FetchError> {
         let mut filters = vec![self.by_session()];
         if let Some(from) = self.cursors.get(endpoint).copied().or(default_from) {
             filters.push(("date", ">", format_iso8601_ns(from)));
@@ -237,7 +242,10 @@ impl Live {
                 match rows::location_rows(&text, &mut out.skipped) {
                     Ok(samples) => {
                         for (car, sample) in samples {
-                            timed.push(Event::new(sample.time_ns, Record::Position(sample.to_record(&key, car))));
+                            timed.push(Event::new(
+                                sample.time_ns,
+                                Record::Position(sample.to_record(&key, car)),
+                            ));
                             self.location.entry(car).or_default().push_back(sample);
                         }
                     }
@@ -251,7 +259,10 @@ impl Live {
                 self.advance("car_data", &text);
                 if let Ok(samples) = rows::car_rows(&text, &mut out.skipped) {
                     for (car, sample) in samples {
-                        timed.push(Event::new(sample.time_ns, Record::CarData(sample.to_record(&key, car))));
+                        timed.push(Event::new(
+                            sample.time_ns,
+                            Record::CarData(sample.to_record(&key, car)),
+                        ));
                         self.car_data.entry(car).or_default().push_back(sample);
                     }
                 } else {
@@ -264,19 +275,28 @@ impl Live {
             Ok(text) => {
                 self.advance("position", &text);
                 match rows::race_positions(&text, &key, &mut out.skipped) {
-                    Ok(rows) => timed.extend(rows.into_iter().map(|(t, row)| Event::new(t, Record::RacePosition(row)))),
+                    Ok(rows) => timed.extend(
+                        rows.into_iter()
+                            .map(|(t, row)| Event::new(t, Record::RacePosition(row))),
+                    ),
                     Err(_) => out.skipped.files += 1,
                 }
             }
             Err(error) => self.fail(&mut out, error),
         }
-        self.dated::<Interval>(api, "intervals", &mut out, &mut timed, |row| (row.date.clone(), Record::Interval(Arc::new(row)))).await;
+        self.dated::<Interval>(api, "intervals", &mut out, &mut timed, |row| {
+            (row.date.clone(), Record::Interval(Arc::new(row)))
+        })
+        .await;
         if cycle % SLOW_EVERY == 0 {
             self.dated::<RaceControlMessage>(api, "race_control", &mut out, &mut timed, |row| {
                 (row.date.clone(), Record::RaceControl(Arc::new(row)))
             })
             .await;
-            self.dated::<Weather>(api, "weather", &mut out, &mut timed, |row| (row.date.clone(), Record::Weather(Arc::new(row)))).await;
+            self.dated::<Weather>(api, "weather", &mut out, &mut timed, |row| {
+                (row.date.clone(), Record::Weather(Arc::new(row)))
+            })
+            .await;
             let mut pits = Vec::new();
             self.dated::<Pit>(api, "pit", &mut out, &mut timed, |row| {
                 pits.push(row.clone());
@@ -312,7 +332,11 @@ impl Live {
         }
 
         let clock = self.clock();
-        timed.extend(documents.into_iter().map(|record| Event::new(clock, record)));
+        timed.extend(
+            documents
+                .into_iter()
+                .map(|record| Event::new(clock, record)),
+        );
         if let Some(newest) = self.newest {
             let mut tick = self
                 .next_tick
@@ -332,7 +356,13 @@ impl Live {
 
     fn fail(&mut self, out: &mut PollOutcome, error: FetchError) {
         let fatal = matches!(error, FetchError::Auth(_))
-            || matches!(error, FetchError::Status { status: 401 | 403, .. });
+            || matches!(
+                error,
+                FetchError::Status {
+                    status: 401 | 403,
+                    ..
+                }
+            );
         if fatal {
             out.fatal = Some(error);
         } else {
@@ -343,10 +373,11 @@ impl Live {
     async fn session(&mut self, api: &Api) -> Result<Session, FetchError> {
         let text = api.get("sessions", &[self.by_session()]).await?;
         let mut skipped = Skipped::default();
-        let sessions: Vec<Session> = rows::records(&text, &self.key, &mut skipped).map_err(|e| FetchError::Json {
-            what: "sessions".into(),
-            message: e.to_string(),
-        })?;
+        let sessions: Vec<Session> =
+            rows::records(&text, &self.key, &mut skipped).map_err(|e| FetchError::Json {
+                what: "sessions".into(),
+                message: e.to_string(),
+            })?;
         let mut session = sessions
             .into_iter()
             .next()
@@ -358,7 +389,10 @@ impl Live {
                 #[serde(default)]
                 meeting_name: Option<String>,
             }
-            if let Ok(text) = api.get("meetings", &[("meeting_key", "=", meeting.to_string())]).await {
+            if let Ok(text) = api
+                .get("meetings", &[("meeting_key", "=", meeting.to_string())])
+                .await
+            {
                 let meetings: Vec<Meeting> = serde_json::from_str(&text).unwrap_or_default();
                 session.meeting_name = meetings.into_iter().find_map(|m| m.meeting_name);
             }
@@ -395,7 +429,12 @@ impl Live {
     }
 
     /// Re-fetch the documents; emit new and changed rows. Returns whether laps changed.
-    async fn documents(&mut self, api: &Api, out: &mut PollOutcome, records: &mut Vec<Record>) -> bool {
+    async fn documents(
+        &mut self,
+        api: &Api,
+        out: &mut PollOutcome,
+        records: &mut Vec<Record>,
+    ) -> bool {
         let key = self.key.clone();
         if let Some(rows) = self.document::<Driver>(api, "drivers", out).await {
             for driver in merge_drivers(rows) {
@@ -407,7 +446,11 @@ impl Live {
         let mut laps_changed = false;
         if let Some(rows) = self.document::<Lap>(api, "laps", out).await {
             for lap in rows {
-                if changed(&mut self.laps, (lap.driver_number, lap.lap_number), lap.clone()) {
+                if changed(
+                    &mut self.laps,
+                    (lap.driver_number, lap.lap_number),
+                    lap.clone(),
+                ) {
                     laps_changed = true;
                     records.push(Record::Lap(Arc::new(lap)));
                 }
@@ -415,12 +458,19 @@ impl Live {
         }
         if let Some(rows) = self.document::<Stint>(api, "stints", out).await {
             for stint in rows {
-                if changed(&mut self.stints, (stint.driver_number, stint.stint_number), stint.clone()) {
+                if changed(
+                    &mut self.stints,
+                    (stint.driver_number, stint.stint_number),
+                    stint.clone(),
+                ) {
                     records.push(Record::Stint(Arc::new(stint)));
                 }
             }
         }
-        if let Some(rows) = self.document::<SessionResultEntry>(api, "session_result", out).await {
+        if let Some(rows) = self
+            .document::<SessionResultEntry>(api, "session_result", out)
+            .await
+        {
             for result in rows {
                 if changed(&mut self.results, result.driver_number, result.clone()) {
                     records.push(Record::SessionResult(Arc::new(result)));
@@ -440,7 +490,12 @@ impl Live {
         laps_changed
     }
 
-    async fn document<T: serde::de::DeserializeOwned>(&mut self, api: &Api, endpoint: &str, out: &mut PollOutcome) -> Option<Vec<T>> {
+    async fn document<T: serde::de::DeserializeOwned>(
+        &mut self,
+        api: &Api,
+        endpoint: &str,
+        out: &mut PollOutcome,
+    ) -> Option<Vec<T>> {
         match api.get(endpoint, &[self.by_session()]).await {
             Ok(text) => match rows::records::<T>(&text, &self.key, &mut out.skipped) {
                 Ok(rows) => Some(rows),
@@ -461,9 +516,10 @@ impl Live {
         let mut records = Vec::new();
         let location = |driver: u32| self.location.get(&driver).map(|b| b.as_slices().0);
         let covered = |driver: u32, from: i64, to: i64| {
-            self.location
-                .get(&driver)
-                .is_some_and(|b| b.front().is_some_and(|s| s.time_ns <= from) && b.back().is_some_and(|s| s.time_ns >= to))
+            self.location.get(&driver).is_some_and(|b| {
+                b.front().is_some_and(|s| s.time_ns <= from)
+                    && b.back().is_some_and(|s| s.time_ns >= to)
+            })
         };
         let candidates: Vec<Lap> = self
             .laps
@@ -479,7 +535,9 @@ impl Live {
         if let Some(path) = reference::fastest_lap_path(&self.key, &candidates, location) {
             let duration = candidates
                 .iter()
-                .find(|lap| lap.driver_number == path.car && Some(lap.lap_number) == path.lap_number)
+                .find(|lap| {
+                    lap.driver_number == path.car && Some(lap.lap_number) == path.lap_number
+                })
                 .and_then(|lap| lap.lap_duration);
             self.best_lap_s = duration.unwrap_or(self.best_lap_s);
             records.push(Record::ReferencePath(Arc::new(path)));
@@ -491,7 +549,11 @@ impl Live {
                 .pending_pits
                 .iter()
                 .filter(|pit| {
-                    let time = pit.date.as_deref().and_then(parse_iso8601_ns).unwrap_or(i64::MAX);
+                    let time = pit
+                        .date
+                        .as_deref()
+                        .and_then(parse_iso8601_ns)
+                        .unwrap_or(i64::MAX);
                     let lane = (pit.lane_duration.unwrap_or(25.0).clamp(0.0, 120.0) * 1e9) as i64;
                     time.saturating_add(lane + 20_000_000_000) <= newest
                 })
@@ -513,7 +575,11 @@ impl Live {
 }
 
 /// Store `value` under `key`; whether it was new or different.
-fn changed<K: std::hash::Hash + Eq, V: PartialEq>(map: &mut HashMap<K, Arc<V>>, key: K, value: V) -> bool {
+fn changed<K: std::hash::Hash + Eq, V: PartialEq>(
+    map: &mut HashMap<K, Arc<V>>,
+    key: K,
+    value: V,
+) -> bool {
     match map.get(&key) {
         Some(known) if **known == value => false,
         _ => {

@@ -274,7 +274,9 @@ impl ComponentConfig for OpenF1Config {
             if self.session_key.fixed().is_none() && text.trim() != "latest" {
                 problems.push(OptionProblem::new(
                     "session_key",
-                    format!("`{text}` is not a session key; give a number such as 9158, or \"latest\""),
+                    format!(
+                        "`{text}` is not a session key; give a number such as 9158, or \"latest\""
+                    ),
                 ));
             }
         }
@@ -294,7 +296,10 @@ impl ComponentConfig for OpenF1Config {
             ));
         }
         if self.max_requests_per_10s == 0 {
-            problems.push(OptionProblem::new("max_requests_per_10s", "must be at least 1"));
+            problems.push(OptionProblem::new(
+                "max_requests_per_10s",
+                "must be at least 1",
+            ));
         }
         if !(self.window_minutes.is_finite() && self.window_minutes > 0.0) {
             problems.push(OptionProblem::new(
@@ -316,7 +321,11 @@ impl ComponentConfig for OpenF1Config {
         }
         if self.username.is_some() != self.password.is_some() {
             problems.push(OptionProblem::new(
-                if self.username.is_some() { "password" } else { "username" },
+                if self.username.is_some() {
+                    "password"
+                } else {
+                    "username"
+                },
                 "username and password go together",
             ));
         }

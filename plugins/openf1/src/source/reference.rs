@@ -44,7 +44,9 @@ pub fn fastest_lap_path<'a>(
     let mut timed: Vec<(f64, i64, &Lap)> = laps
         .iter()
         .filter_map(|lap| {
-            let duration = lap.lap_duration.filter(|d| d.is_finite() && *d > 20.0 && *d < 600.0)?;
+            let duration = lap
+                .lap_duration
+                .filter(|d| d.is_finite() && *d > 20.0 && *d < 600.0)?;
             let start = lap.date_start.as_deref().and_then(parse_iso8601_ns)?;
             Some((duration, start, lap))
         })
@@ -61,7 +63,11 @@ pub fn fastest_lap_path<'a>(
         if (samples.len() as f64) < (duration * 0.5).max(10.0) {
             continue;
         }
-        let sectors = [lap.duration_sector_1, lap.duration_sector_2, lap.duration_sector_3];
+        let sectors = [
+            lap.duration_sector_1,
+            lap.duration_sector_2,
+            lap.duration_sector_3,
+        ];
         let sector_durations = if sectors.iter().all(|s| s.is_some_and(|s| s > 0.0)) {
             sectors.iter().flatten().copied().collect()
         } else {
@@ -211,12 +217,15 @@ mod tests {
 
     #[test]
     fn fastest_lap_with_samples_wins() {
-        let location: Vec<LocationSample> = (0..2000).map(|i| loc(f64::from(i) * 0.25, 1.0)).collect();
+        let location: Vec<LocationSample> =
+            (0..2000).map(|i| loc(f64::from(i) * 0.25, 1.0)).collect();
         let lap = |driver, number, start_s: f64, duration| Lap {
             session_key: "1".into(),
             driver_number: driver,
             lap_number: number,
-            date_start: Some(pitwall_api::record::format_iso8601_ns((start_s * NS) as i64)),
+            date_start: Some(pitwall_api::record::format_iso8601_ns(
+                (start_s * NS) as i64,
+            )),
             lap_duration: Some(duration),
             duration_sector_1: Some(30.0),
             duration_sector_2: Some(30.0),
@@ -224,7 +233,11 @@ mod tests {
             ..Lap::default()
         };
         // Driver 9 is fastest but has no samples; driver 4's 90.5 s lap is next.
-        let laps = [lap(4, 2, 100.0, 91.0), lap(9, 3, 100.0, 89.0), lap(4, 3, 191.0, 90.5)];
+        let laps = [
+            lap(4, 2, 100.0, 91.0),
+            lap(9, 3, 100.0, 89.0),
+            lap(4, 3, 191.0, 90.5),
+        ];
         let path = fastest_lap_path(&"1".into(), &laps, |driver| {
             (driver == 4).then_some(&location[..])
         })

@@ -22,10 +22,14 @@ use super::{OpenF1Config, StartAt};
 use crate::race::reference_start_ns;
 
 /// Events per batch when the replay runs ahead of the clock (speed 0, or catching up).
-const MAX_BATCH: usize = 4096;
+const MAX_BATCH: usize = 1024;
 
 /// Download the session if the cache is not complete, load it, and replay it.
-pub async fn run(config: &OpenF1Config, cache_root: &Path, io: &mut Io) -> Result<(), ComponentError> {
+pub async fn run(
+    config: &OpenF1Config,
+    cache_root: &Path,
+    io: &mut Io,
+) -> Result<(), ComponentError> {
     let session_key = match config.session_key.fixed() {
         Some(key) => key,
         None => {
@@ -129,11 +133,15 @@ pub fn preamble(data: &SessionData, time_ns: i64) -> Vec<Event> {
     let car_data = |driver| data.car(driver).map(|car| &car.car_data[..]);
     match reference::fastest_lap_path(key, &data.laps, location) {
         Some(path) => push(Record::ReferencePath(Arc::new(path))),
-        None => tracing::info!(session_key = %key, "openf1: no timed lap with location samples; no lap reference path"),
+        None => {
+            tracing::info!(session_key = %key, "openf1: no timed lap with location samples; no lap reference path")
+        }
     }
     match reference::pit_lane_path(key, &data.pits, location, car_data) {
         Some(path) => push(Record::ReferencePath(Arc::new(path))),
-        None => tracing::info!(session_key = %key, "openf1: no pit pass with location samples; no pit-lane reference path"),
+        None => {
+            tracing::info!(session_key = %key, "openf1: no pit pass with location samples; no pit-lane reference path")
+        }
     }
     events
 }
@@ -156,7 +164,12 @@ async fn play(merge: &mut Merge<'_>, pacer: &mut Pacer, io: &mut Io) -> bool {
             batch.push(event);
         }
         if batch.len() >= MAX_BATCH {
-            if !send(io, std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH))).await {
+            if !send(
+                io,
+                std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH)),
+            )
+            .await
+            {
                 return false;
             }
             // Let other tasks run between batches at speed 0.
@@ -264,7 +277,10 @@ impl<'d> Merge<'d> {
             let at = self.cursors[stream];
             self.cursors[stream] += 1;
             let series = &self.data.series;
-            (series[at].record.clone(), series.get(at + 1).map(|e| e.time_ns))
+            (
+                series[at].record.clone(),
+                series.get(at + 1).map(|e| e.time_ns),
+            )
         } else {
             let car = &self.data.cars[stream / 2];
             let at = self.cursors[stream];

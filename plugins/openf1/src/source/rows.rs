@@ -17,7 +17,9 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-use pitwall_api::record::{parse_iso8601_ns, CarData, CarPosition, RacePosition, SessionKey};
+use pitwall_api::record::{
+    parse_iso8601_ns, CarData, CarPosition, Gap, Interval, RacePosition, SessionKey,
+};
 use serde::de::{DeserializeOwned, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -107,7 +109,7 @@ pub enum Row<O> {
     Bad,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct LocationRow<'a> {
     #[serde(borrow, default)]
     date: Option<Cow<'a, str>>,
@@ -121,7 +123,7 @@ struct LocationRow<'a> {
     z: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct CarRow<'a> {
     #[serde(borrow, default)]
     date: Option<Cow<'a, str>>,
@@ -141,7 +143,7 @@ struct CarRow<'a> {
     drs: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct PositionRow<'a> {
     #[serde(borrow, default)]
     date: Option<Cow<'a, str>>,
@@ -149,6 +151,80 @@ struct PositionRow<'a> {
     driver_number: Option<i64>,
     #[serde(default)]
     position: Option<i64>,
+}
+
+impl<'a> FlatRow<'a> for LocationRow<'a> {
+    fn set(&mut self, key: &[u8], value: Scalar<'a>) -> Option<()> {
+        match key {
+            b"date" => self.date = value.text()?.map(Cow::Borrowed),
+            b"driver_number" => self.driver_number = value.integer()?,
+            b"x" => self.x = value.number()?,
+            b"y" => self.y = value.number()?,
+            b"z" => self.z = value.number()?,
+            _ => {}
+        }
+        Some(())
+    }
+}
+
+impl<'a> FlatRow<'a> for CarRow<'a> {
+    fn set(&mut self, key: &[u8], value: Scalar<'a>) -> Option<()> {
+        match key {
+            b"date" => self.date = value.text()?.map(Cow::Borrowed),
+            b"driver_number" => self.driver_number = value.integer()?,
+            b"speed" => self.speed = value.number()?,
+            b"rpm" => self.rpm = value.number()?,
+            b"n_gear" => self.n_gear = value.number()?,
+            b"throttle" => self.throttle = value.number()?,
+            b"brake" => self.brake = value.number()?,
+            b"drs" => self.drs = value.number()?,
+            _ => {}
+        }
+        Some(())
+    }
+}
+
+impl<'a> FlatRow<'a> for PositionRow<'a> {
+    fn set(&mut self, key: &[u8], value: Scalar<'a>) -> Option<()> {
+        match key {
+            b"date" => self.date = value.text()?.map(Cow::Borrowed),
+            b"driver_number" => self.driver_number = value.integer()?,
+            b"position" => self.position = value.integer()?,
+            _ => {}
+        }
+        Some(())
+    }
+}
+
+#[derive(Default, Deserialize)]
+struct IntervalRow<'a> {
+    #[serde(borrow, default)]
+    date: Option<Cow<'a, str>>,
+    #[serde(default)]
+    driver_number: Option<i64>,
+    #[serde(default)]
+    gap_to_leader: Option<Gap>,
+    #[serde(default)]
+    interval: Option<Gap>,
+}
+
+impl<'a> FlatRow<'a> for IntervalRow<'a> {
+    fn set(&mut self, key: &[u8], value: Scalar<'a>) -> Option<()> {
+        let gap = |value: Scalar<'a>| match value {
+            Scalar::Null => Some(None),
+            Scalar::Number(text) => Some(Some(Gap::Seconds(parse_number(text)?))),
+            Scalar::Text(text) => Some(Some(Gap::Text(text.to_string()))),
+            Scalar::Bool => None,
+        };
+        match key {
+            b"date" => self.date = value.text()?.map(Cow::Borrowed),
+            b"driver_number" => self.driver_number = value.integer()?,
+            b"gap_to_leader" => self.gap_to_leader = gap(value)?,
+            b"interval" => self.interval = gap(value)?,
+            _ => {}
+        }
+        Some(())
+    }
 }
 
 /// Just the date of a row (sorting downloaded windows, live cursors).
@@ -162,8 +238,70 @@ fn driver(number: Option<i64>) -> Option<u32> {
     number.and_then(|n| u32::try_from(n).ok())
 }
 
-fn location_row(row: LocationRow<'_>) -> Row<(Option<u32>, LocationSample)> {
-    let Some(time_ns) = row.date.as_deref().and_then(parse_iso8601_ns) else {
+/// ISO 8601 parsing for long runs of rows: consecutive dates share their hour, so the
+/// date-and-hour part is converted once per hour and only `MM:SS.ffffff` per row. Anything
+/// but UTC goes the general way.
+#[derive(Default)]
+pub struct DateParser {
+    prefix: [u8; 13],
+    hour_ns: i64,
+    valid: bool,
+}
+
+impl DateParser {
+    pub fn parse(&mut self, text: &str) -> Option<i64> {
+        let bytes = text.as_bytes();
+        let Some(within) = within_hour(bytes) else {
+            return parse_iso8601_ns(text);
+        };
+        if self.valid && bytes[..13] == self.prefix {
+            return Some(self.hour_ns + within);
+        }
+        let full = parse_iso8601_ns(text)?;
+        self.prefix.copy_from_slice(&bytes[..13]);
+        self.hour_ns = full - within;
+        self.valid = true;
+        Some(full)
+    }
+}
+
+/// ns since the start of the hour of a UTC timestamp (`...THH:MM:SS[.f][Z|+00:00]`).
+fn within_hour(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() < 19 || bytes[13] != b':' || bytes[16] != b':' {
+        return None;
+    }
+    let digit = |i: usize| {
+        let b = bytes[i];
+        b.is_ascii_digit().then(|| i64::from(b - b'0'))
+    };
+    let minutes = digit(14)? * 10 + digit(15)?;
+    let seconds = digit(17)? * 10 + digit(18)?;
+    if minutes > 59 {
+        return None;
+    }
+    let mut rest = &bytes[19..];
+    let mut nanos = 0i64;
+    if rest.first() == Some(&b'.') {
+        rest = &rest[1..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        for (i, &b) in rest[..digits].iter().enumerate().take(9) {
+            nanos += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
+        }
+        rest = &rest[digits..];
+    }
+    match rest {
+        [] | [b'Z'] | b"+00:00" | b"-00:00" => {
+            Some((minutes * 60 + seconds) * 1_000_000_000 + nanos)
+        }
+        _ => None,
+    }
+}
+
+fn location_row(
+    row: LocationRow<'_>,
+    dates: &mut DateParser,
+) -> Row<(Option<u32>, LocationSample)> {
+    let Some(time_ns) = row.date.as_deref().and_then(|d| dates.parse(d)) else {
         return Row::Bad;
     };
     let (Some(x), Some(y)) = (row.x, row.y) else {
@@ -185,8 +323,8 @@ fn location_row(row: LocationRow<'_>) -> Row<(Option<u32>, LocationSample)> {
     Row::Keep((driver(row.driver_number), sample))
 }
 
-fn car_row(row: CarRow<'_>) -> Row<(Option<u32>, CarSample)> {
-    let Some(time_ns) = row.date.as_deref().and_then(parse_iso8601_ns) else {
+fn car_row(row: CarRow<'_>, dates: &mut DateParser) -> Row<(Option<u32>, CarSample)> {
+    let Some(time_ns) = row.date.as_deref().and_then(|d| dates.parse(d)) else {
         return Row::Bad;
     };
     let float = |v: Option<f64>| v.filter(|v| v.is_finite()).map_or(f32::NAN, |v| v as f32);
@@ -207,43 +345,78 @@ fn car_row(row: CarRow<'_>) -> Row<(Option<u32>, CarSample)> {
 }
 
 /// A per-driver `location` file: samples sorted by time, duplicates and 0,0 dropped.
-pub fn location_samples(text: &str, skipped: &mut Skipped) -> Result<Vec<LocationSample>, serde_json::Error> {
-    let mut samples = parse_array(text, text.len() / 100, |row| match location_row(row) {
-        Row::Keep((_, sample)) => Row::Keep(sample),
-        Row::Ignore => Row::Ignore,
-        Row::Bad => Row::Bad,
-    }, skipped)?;
+pub fn location_samples(
+    text: &str,
+    skipped: &mut Skipped,
+) -> Result<Vec<LocationSample>, serde_json::Error> {
+    let mut dates = DateParser::default();
+    let mut samples = parse_array(
+        text,
+        text.len() / 100,
+        |row| match location_row(row, &mut dates) {
+            Row::Keep((_, sample)) => Row::Keep(sample),
+            Row::Ignore => Row::Ignore,
+            Row::Bad => Row::Bad,
+        },
+        skipped,
+    )?;
     skipped.rows += sort_dedup(&mut samples, |s| s.time_ns);
+    samples.shrink_to_fit();
     Ok(samples)
 }
 
 /// A per-driver `car_data` file: samples sorted by time, duplicates dropped.
 pub fn car_samples(text: &str, skipped: &mut Skipped) -> Result<Vec<CarSample>, serde_json::Error> {
-    let mut samples = parse_array(text, text.len() / 140, |row| match car_row(row) {
-        Row::Keep((_, sample)) => Row::Keep(sample),
-        Row::Ignore => Row::Ignore,
-        Row::Bad => Row::Bad,
-    }, skipped)?;
+    let mut dates = DateParser::default();
+    let mut samples = parse_array(
+        text,
+        text.len() / 140,
+        |row| match car_row(row, &mut dates) {
+            Row::Keep((_, sample)) => Row::Keep(sample),
+            Row::Ignore => Row::Ignore,
+            Row::Bad => Row::Bad,
+        },
+        skipped,
+    )?;
     skipped.rows += sort_dedup(&mut samples, |s| s.time_ns);
+    samples.shrink_to_fit();
     Ok(samples)
 }
 
 /// `location` rows of any drivers (live polling), in response order.
-pub fn location_rows(text: &str, skipped: &mut Skipped) -> Result<Vec<(u32, LocationSample)>, serde_json::Error> {
-    parse_array(text, 0, |row| match location_row(row) {
-        Row::Keep((Some(car), sample)) => Row::Keep((car, sample)),
-        Row::Keep((None, _)) | Row::Bad => Row::Bad,
-        Row::Ignore => Row::Ignore,
-    }, skipped)
+pub fn location_rows(
+    text: &str,
+    skipped: &mut Skipped,
+) -> Result<Vec<(u32, LocationSample)>, serde_json::Error> {
+    let mut dates = DateParser::default();
+    parse_array(
+        text,
+        0,
+        |row| match location_row(row, &mut dates) {
+            Row::Keep((Some(car), sample)) => Row::Keep((car, sample)),
+            Row::Keep((None, _)) | Row::Bad => Row::Bad,
+            Row::Ignore => Row::Ignore,
+        },
+        skipped,
+    )
 }
 
 /// `car_data` rows of any drivers (live polling), in response order.
-pub fn car_rows(text: &str, skipped: &mut Skipped) -> Result<Vec<(u32, CarSample)>, serde_json::Error> {
-    parse_array(text, 0, |row| match car_row(row) {
-        Row::Keep((Some(car), sample)) => Row::Keep((car, sample)),
-        Row::Keep((None, _)) | Row::Bad => Row::Bad,
-        Row::Ignore => Row::Ignore,
-    }, skipped)
+pub fn car_rows(
+    text: &str,
+    skipped: &mut Skipped,
+) -> Result<Vec<(u32, CarSample)>, serde_json::Error> {
+    let mut dates = DateParser::default();
+    parse_array(
+        text,
+        0,
+        |row| match car_row(row, &mut dates) {
+            Row::Keep((Some(car), sample)) => Row::Keep((car, sample)),
+            Row::Keep((None, _)) | Row::Bad => Row::Bad,
+            Row::Ignore => Row::Ignore,
+        },
+        skipped,
+    )
 }
 
 /// `position` rows: (time, race position).
@@ -252,22 +425,56 @@ pub fn race_positions(
     session_key: &SessionKey,
     skipped: &mut Skipped,
 ) -> Result<Vec<(i64, RacePosition)>, serde_json::Error> {
-    parse_array(text, 0, |row: PositionRow<'_>| {
-        let time = row.date.as_deref().and_then(parse_iso8601_ns);
-        let car = driver(row.driver_number);
-        let position = row.position.and_then(|p| u32::try_from(p).ok());
-        match (time, car, position) {
-            (Some(time), Some(car), Some(position)) => Row::Keep((
-                time,
-                RacePosition {
-                    session_key: session_key.clone(),
-                    car,
-                    position,
-                },
-            )),
-            _ => Row::Bad,
-        }
-    }, skipped)
+    parse_array(
+        text,
+        0,
+        |row: PositionRow<'_>| {
+            let time = row.date.as_deref().and_then(parse_iso8601_ns);
+            let car = driver(row.driver_number);
+            let position = row.position.and_then(|p| u32::try_from(p).ok());
+            match (time, car, position) {
+                (Some(time), Some(car), Some(position)) => Row::Keep((
+                    time,
+                    RacePosition {
+                        session_key: session_key.clone(),
+                        car,
+                        position,
+                    },
+                )),
+                _ => Row::Bad,
+            }
+        },
+        skipped,
+    )
+}
+
+/// `intervals` rows: (time, interval). Gaps are seconds, text such as "+1 LAP", or null.
+pub fn intervals(
+    text: &str,
+    session_key: &SessionKey,
+    skipped: &mut Skipped,
+) -> Result<Vec<(i64, Interval)>, serde_json::Error> {
+    parse_array(
+        text,
+        0,
+        |row: IntervalRow<'_>| {
+            let time = row.date.as_deref().and_then(parse_iso8601_ns);
+            match (time, driver(row.driver_number)) {
+                (Some(time), Some(driver_number)) => Row::Keep((
+                    time,
+                    Interval {
+                        session_key: session_key.clone(),
+                        driver_number,
+                        date: row.date.map(Cow::into_owned),
+                        gap_to_leader: row.gap_to_leader,
+                        interval: row.interval,
+                    },
+                )),
+                _ => Row::Bad,
+            }
+        },
+        skipped,
+    )
 }
 
 /// Rows of a small endpoint as record type `T` (drivers, laps, intervals, ...), each row's
@@ -279,7 +486,13 @@ pub fn records<T: DeserializeOwned>(
 ) -> Result<Vec<T>, serde_json::Error> {
     let values: Vec<Value> = match serde_json::from_str(text) {
         Ok(values) => values,
-        Err(error) => return if is_no_results(text) { Ok(Vec::new()) } else { Err(error) },
+        Err(error) => {
+            return if is_no_results(text) {
+                Ok(Vec::new())
+            } else {
+                Err(error)
+            }
+        }
     };
     let mut out = Vec::with_capacity(values.len());
     for value in values {
@@ -287,7 +500,10 @@ pub fn records<T: DeserializeOwned>(
             skipped.rows += 1;
             continue;
         };
-        map.insert("session_key".to_string(), Value::String(session_key.to_string()));
+        map.insert(
+            "session_key".to_string(),
+            Value::String(session_key.to_string()),
+        );
         match T::deserialize(Value::Object(map)) {
             Ok(record) => out.push(record),
             Err(_) => skipped.rows += 1,
@@ -300,7 +516,13 @@ pub fn records<T: DeserializeOwned>(
 pub fn raw_rows(text: &str) -> Result<Vec<&RawValue>, serde_json::Error> {
     match serde_json::from_str(text) {
         Ok(rows) => Ok(rows),
-        Err(error) => if is_no_results(text) { Ok(Vec::new()) } else { Err(error) },
+        Err(error) => {
+            if is_no_results(text) {
+                Ok(Vec::new())
+            } else {
+                Err(error)
+            }
+        }
     }
 }
 
@@ -334,10 +556,16 @@ fn parse_array<'a, R, O>(
     skipped: &mut Skipped,
 ) -> Result<Vec<O>, serde_json::Error>
 where
-    R: Deserialize<'a>,
+    R: Deserialize<'a> + FlatRow<'a>,
 {
     let mut out = Vec::with_capacity(capacity);
     let mut bad = 0u64;
+    if scan_flat_rows(text, &mut out, &mut bad, &mut convert).is_some() {
+        skipped.rows += bad;
+        return Ok(out);
+    }
+    out.clear();
+    bad = 0;
     let fast = {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let visitor = RowVisitor {
@@ -367,6 +595,195 @@ where
         }
     }
     Ok(out)
+}
+
+/// A scalar JSON value as the flat-row scanner sees it.
+#[derive(Clone, Copy)]
+pub(crate) enum Scalar<'a> {
+    Null,
+    Bool,
+    Number(&'a str),
+    Text(&'a str),
+}
+
+impl<'a> Scalar<'a> {
+    /// `Some(None)` for null, `None` when the value is not a string (the row is bad).
+    fn text(self) -> Option<Option<&'a str>> {
+        match self {
+            Self::Null => Some(None),
+            Self::Text(text) => Some(Some(text)),
+            _ => None,
+        }
+    }
+
+    fn number(self) -> Option<Option<f64>> {
+        match self {
+            Self::Null => Some(None),
+            Self::Number(text) => Some(Some(parse_number(text)?)),
+            _ => None,
+        }
+    }
+
+    fn integer(self) -> Option<Option<i64>> {
+        match self {
+            Self::Null => Some(None),
+            Self::Number(text) => Some(Some(text.parse().ok()?)),
+            _ => None,
+        }
+    }
+}
+
+/// Integers (what OpenF1 sends nearly always) without going through float parsing.
+fn parse_number(text: &str) -> Option<f64> {
+    let bytes = text.as_bytes();
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
+        let value = digits
+            .iter()
+            .fold(0i64, |v, d| v * 10 + i64::from(d - b'0'));
+        return Some(if negative { -value } else { value } as f64);
+    }
+    text.parse().ok()
+}
+
+/// A row type the flat-row scanner can fill, field by field. `None` marks the row bad.
+pub(crate) trait FlatRow<'a>: Default {
+    fn set(&mut self, key: &[u8], value: Scalar<'a>) -> Option<()>;
+}
+
+/// The fastest path, for arrays of flat objects without escapes (every OpenF1 series):
+/// a byte scanner that fills `R` field by field. Returns `None`, having decided nothing,
+/// as soon as the text holds anything else (nested values, escapes, bad syntax); the serde
+/// paths then take over.
+fn scan_flat_rows<'a, R: FlatRow<'a>, O>(
+    text: &'a str,
+    out: &mut Vec<O>,
+    bad: &mut u64,
+    convert: &mut impl FnMut(R) -> Row<O>,
+) -> Option<()> {
+    let bytes = text.as_bytes();
+    let mut at = 0usize;
+    let skip_ws = |at: &mut usize| {
+        while *at < bytes.len() && bytes[*at].is_ascii_whitespace() {
+            *at += 1;
+        }
+    };
+    // A string starting after its opening quote; `at` ends after the closing quote.
+    let string = |at: &mut usize| -> Option<&'a str> {
+        let start = *at;
+        let length = bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\')?;
+        if bytes[start + length] != b'"' {
+            return None;
+        }
+        *at = start + length + 1;
+        text.get(start..start + length)
+    };
+    skip_ws(&mut at);
+    if bytes.get(at) != Some(&b'[') {
+        return None;
+    }
+    at += 1;
+    skip_ws(&mut at);
+    if bytes.get(at) == Some(&b']') {
+        at += 1;
+    } else {
+        loop {
+            skip_ws(&mut at);
+            if bytes.get(at) != Some(&b'{') {
+                return None;
+            }
+            at += 1;
+            let mut row = R::default();
+            let mut row_ok = true;
+            skip_ws(&mut at);
+            if bytes.get(at) == Some(&b'}') {
+                at += 1;
+            } else {
+                loop {
+                    skip_ws(&mut at);
+                    if bytes.get(at) != Some(&b'"') {
+                        return None;
+                    }
+                    at += 1;
+                    let key = string(&mut at)?;
+                    skip_ws(&mut at);
+                    if bytes.get(at) != Some(&b':') {
+                        return None;
+                    }
+                    at += 1;
+                    skip_ws(&mut at);
+                    let value = match *bytes.get(at)? {
+                        b'"' => {
+                            at += 1;
+                            Scalar::Text(string(&mut at)?)
+                        }
+                        b'n' if bytes[at..].starts_with(b"null") => {
+                            at += 4;
+                            Scalar::Null
+                        }
+                        b't' if bytes[at..].starts_with(b"true") => {
+                            at += 4;
+                            Scalar::Bool
+                        }
+                        b'f' if bytes[at..].starts_with(b"false") => {
+                            at += 5;
+                            Scalar::Bool
+                        }
+                        b'-' | b'0'..=b'9' => {
+                            let start = at;
+                            while at < bytes.len()
+                                && matches!(
+                                    bytes[at],
+                                    b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
+                                )
+                            {
+                                at += 1;
+                            }
+                            Scalar::Number(text.get(start..at)?)
+                        }
+                        _ => return None,
+                    };
+                    if row_ok && row.set(key.as_bytes(), value).is_none() {
+                        row_ok = false;
+                    }
+                    skip_ws(&mut at);
+                    match bytes.get(at) {
+                        Some(b',') => at += 1,
+                        Some(b'}') => {
+                            at += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            if row_ok {
+                match convert(row) {
+                    Row::Keep(item) => out.push(item),
+                    Row::Ignore => {}
+                    Row::Bad => *bad += 1,
+                }
+            } else {
+                *bad += 1;
+            }
+            skip_ws(&mut at);
+            match bytes.get(at) {
+                Some(b',') => at += 1,
+                Some(b']') => {
+                    at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    skip_ws(&mut at);
+    (at == bytes.len()).then_some(())
 }
 
 struct RowVisitor<'c, R, O, F> {
@@ -402,7 +819,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pitwall_api::record::{Driver, Gap, Interval};
+    use pitwall_api::record::Driver;
 
     #[test]
     fn location_skips_garbage_and_unplaced_cars_and_sorts() {
@@ -456,15 +873,60 @@ mod tests {
 
         let text = r#"[{"date":"2024-05-26T13:00:00+00:00","driver_number":1,"gap_to_leader":"+1 LAP","interval":null},
                        {"date":"2024-05-26T13:00:00+00:00","driver_number":2,"gap_to_leader":1.5,"interval":0.3}]"#;
-        let intervals: Vec<Interval> = records(text, "9158", &mut skipped).unwrap();
-        assert_eq!(intervals[0].gap_to_leader, Some(Gap::Text("+1 LAP".into())));
-        assert_eq!(intervals[1].interval, Some(Gap::Seconds(0.3)));
+        let typed: Vec<Interval> = records(text, "9158", &mut skipped).unwrap();
+        let fast = intervals(text, &"9158".into(), &mut skipped).unwrap();
+        assert_eq!(fast.len(), 2);
+        for (record, (time, fast)) in typed.iter().zip(&fast) {
+            assert_eq!(record, fast);
+            assert_eq!(Some(*time), parse_iso8601_ns("2024-05-26T13:00:00+00:00"));
+        }
+        assert_eq!(typed[0].gap_to_leader, Some(Gap::Text("+1 LAP".into())));
+        assert_eq!(typed[1].interval, Some(Gap::Seconds(0.3)));
+    }
+
+    #[test]
+    fn the_hour_cache_agrees_with_the_general_parser() {
+        let mut dates = DateParser::default();
+        for text in [
+            "2024-05-26T13:03:35.123000+00:00",
+            "2024-05-26T13:59:59.999999+00:00",
+            "2024-05-26T13:00:00Z",
+            "2024-05-26T13:07:01",
+            "2024-05-26T14:00:00.5+00:00",
+            "2024-05-26T14:00:00.5+02:00",
+            "2024-05-26T14:61:00+00:00",
+            "2024-05-27T14:00:00.25+00:00",
+        ] {
+            assert_eq!(dates.parse(text), parse_iso8601_ns(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_scanner_and_serde_agree() {
+        let plain = r#"[ {"date":"2024-05-26T13:00:00.5+00:00", "driver_number": 4, "x": -12, "y": 3.5e1, "z": null, "flag": true, "meta": 1} ,
+            {"date":"2024-05-26T13:00:01+00:00","x":"12","y":1} ]"#;
+        // Escapes and nested values are left to serde; the result is the same.
+        let escaped = r#"[ {"date":"2024-05-26T13:00:00.5+00:00", "driver_number": 4, "x": -12, "y": 3.5e1, "z": null, "flag": true, "meta": {"a": [1]}, "n\u0061me": "\"q\""},
+            {"date":"2024-05-26T13:00:01+00:00","x":"12","y":1} ]"#;
+        for text in [plain, escaped] {
+            let mut skipped = Skipped::default();
+            let rows = location_rows(text, &mut skipped).unwrap();
+            assert_eq!(rows.len(), 1, "{text}");
+            assert_eq!(rows[0].0, 4);
+            assert_eq!((rows[0].1.x, rows[0].1.y, rows[0].1.z), (-12.0, 35.0, 0.0));
+            assert_eq!(rows[0].1.time_ns % 1_000_000_000, 500_000_000);
+            assert_eq!(skipped.rows, 1, "{text}");
+        }
+        let mut skipped = Skipped::default();
+        assert!(location_samples("[]", &mut skipped).unwrap().is_empty());
+        assert!(location_samples("[{\"x\":1,}]", &mut skipped).is_err());
     }
 
     #[test]
     fn no_results_is_empty_and_garbage_is_an_error() {
         let mut skipped = Skipped::default();
-        let none: Vec<Driver> = records(r#"{"detail":"No results found."}"#, "1", &mut skipped).unwrap();
+        let none: Vec<Driver> =
+            records(r#"{"detail":"No results found."}"#, "1", &mut skipped).unwrap();
         assert!(none.is_empty());
         assert!(location_samples("not json", &mut skipped).is_err());
     }
