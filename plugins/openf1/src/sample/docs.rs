@@ -9,7 +9,7 @@ use pitwall_api::record::format_iso8601_ns;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::sim::{Race, CarState};
+use super::sim::{CarState, Race};
 use super::track::V_TOP;
 use super::Writer;
 
@@ -222,7 +222,10 @@ pub(crate) fn laps(ctx: &Context) -> Vec<LapRow> {
             });
         }
     }
-    rows.sort_by(|a, b| a.t0.total_cmp(&b.t0).then(a.driver_number.cmp(&b.driver_number)));
+    rows.sort_by(|a, b| {
+        a.t0.total_cmp(&b.t0)
+            .then(a.driver_number.cmp(&b.driver_number))
+    });
     rows
 }
 
@@ -279,7 +282,9 @@ pub(crate) fn intervals(ctx: &Context) -> Vec<Value> {
         for c in race.order_at(tick) {
             let car = &race.cars[c];
             if car.retire_time.is_some_and(|r| r <= tick)
-                || car.finish_time.is_some_and(|f| f < tick - INTERVAL_PERIOD_S)
+                || car
+                    .finish_time
+                    .is_some_and(|f| f < tick - INTERVAL_PERIOD_S)
             {
                 continue;
             }
@@ -580,7 +585,8 @@ pub(crate) fn starting_grid(ctx: &Context) -> Vec<Value> {
 pub(crate) fn weather(ctx: &Context) -> Vec<Value> {
     let mut rng = ctx.rng(4);
     let mut rows = Vec::new();
-    let (mut air, mut track, mut humidity, mut pressure): (f64, f64, f64, f64) = (26.8, 41.5, 46.0, 1011.9);
+    let (mut air, mut track, mut humidity, mut pressure): (f64, f64, f64, f64) =
+        (26.8, 41.5, 46.0, 1011.9);
     let mut wind_direction = 200.0 + 40.0 * rng.f64();
     let mut t = 20.0 * rng.f64();
     while t <= ctx.race.data_end() {
@@ -737,13 +743,20 @@ fn telemetry<'a>(race: &Race, c: usize, t: f64, state: &CarState, rng: &mut Rng)
         && spot.speed == 0.0
         && (t < race.t_formation - 30.0 || t > race.t_chequered + 30.0);
     let (n_gear, rpm) = if spot.speed < 0.3 {
-        (if engine_off { 0 } else { 1 }, if engine_off { 0.0 } else { 4200.0 })
+        (
+            if engine_off { 0 } else { 1 },
+            if engine_off { 0.0 } else { 4200.0 },
+        )
     } else {
         let gear = GEAR_TOP_KMH
             .iter()
             .position(|&top| speed < top)
             .unwrap_or(7);
-        let low = if gear == 0 { 0.0 } else { GEAR_TOP_KMH[gear - 1] * 0.8 };
+        let low = if gear == 0 {
+            0.0
+        } else {
+            GEAR_TOP_KMH[gear - 1] * 0.8
+        };
         let high = GEAR_TOP_KMH[gear];
         let fraction = ((speed - low) / (high - low)).clamp(0.0, 1.0);
         (gear as u8 + 1, 8500.0 + 3600.0 * fraction)
@@ -756,7 +769,14 @@ fn telemetry<'a>(race: &Race, c: usize, t: f64, state: &CarState, rng: &mut Rng)
     let (throttle, brake) = if spot.speed < 0.3 {
         (0, 0)
     } else if spot.in_lane {
-        (if spot.accel < -0.5 { 0 } else { 25 + rng.u8(0..10) }, if spot.accel < -2.0 { 100 } else { 0 })
+        (
+            if spot.accel < -0.5 {
+                0
+            } else {
+                25 + rng.u8(0..10)
+            },
+            if spot.accel < -2.0 { 100 } else { 0 },
+        )
     } else if spot.accel < -4.0 {
         (0, 100)
     } else if spot.accel < -0.5 {

@@ -111,10 +111,16 @@ pub struct SampleSummary {
 pub fn generate(options: &SampleOptions) -> io::Result<SampleSummary> {
     let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
     if !(1..=MAX_LAPS).contains(&options.laps) {
-        return Err(invalid(format!("laps must be 1..={MAX_LAPS}, not {}", options.laps)));
+        return Err(invalid(format!(
+            "laps must be 1..={MAX_LAPS}, not {}",
+            options.laps
+        )));
     }
     if !(1..=MAX_CARS).contains(&options.cars) {
-        return Err(invalid(format!("cars must be 1..={MAX_CARS}, not {}", options.cars)));
+        return Err(invalid(format!(
+            "cars must be 1..={MAX_CARS}, not {}",
+            options.cars
+        )));
     }
     let started = Instant::now();
     let dir = options
@@ -249,10 +255,10 @@ impl Writer {
         let file = File::create(&path)?;
         // Buffer in front of the encoder: serde_json writes in many small pieces.
         let out = if self.gzip {
-            Sink::Gzip(BufWriter::with_capacity(
+            Sink::Gzip(Box::new(BufWriter::with_capacity(
                 1 << 16,
                 GzEncoder::new(file, Compression::new(4)),
-            ))
+            )))
         } else {
             Sink::Plain(BufWriter::with_capacity(1 << 16, file))
         };
@@ -263,7 +269,7 @@ impl Writer {
 /// A file being written, plain or through gzip.
 enum Sink {
     Plain(BufWriter<File>),
-    Gzip(BufWriter<GzEncoder<File>>),
+    Gzip(Box<BufWriter<GzEncoder<File>>>),
 }
 
 impl Write for Sink {

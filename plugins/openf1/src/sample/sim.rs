@@ -195,9 +195,8 @@ impl Race {
         for (slot, &car) in order.iter().enumerate() {
             grid_position[car] = slot as u32 + 1;
         }
-        let grid_offset = |car: usize| {
-            POLE_BEHIND_LINE_M + GRID_SPACING_M * f64::from(grid_position[car] - 1)
-        };
+        let grid_offset =
+            |car: usize| POLE_BEHIND_LINE_M + GRID_SPACING_M * f64::from(grid_position[car] - 1);
 
         // Strategy: one stop around half distance, then a different compound.
         let pit_lap: Vec<Option<u32>> = (0..n)
@@ -228,7 +227,11 @@ impl Race {
             .collect();
         let stop_seconds: Vec<f64> = (0..n)
             .map(|_| {
-                let slow = if rng.f64() < 0.08 { 2.0 + rng.f64() * 2.0 } else { 0.0 };
+                let slow = if rng.f64() < 0.08 {
+                    2.0 + rng.f64() * 2.0
+                } else {
+                    0.0
+                };
                 2.1 + rng.f64() * 0.7 + slow
             })
             .collect();
@@ -435,7 +438,10 @@ impl Race {
                     car.retire_progress = f64::from(k - 1) * length + r.2;
                     car.segments.push(Segment {
                         t0: end,
-                        motion: Motion::Hold { s: r.2, lane: false },
+                        motion: Motion::Hold {
+                            s: r.2,
+                            lane: false,
+                        },
                         progress: Progress::Fixed(car.retire_progress),
                         lap: 0,
                     });
@@ -485,7 +491,14 @@ impl Race {
             let base = f64::from(car.laps_completed) * length;
             let finished_in_lane = car.laps.last().is_some_and(|l| l.pit_in);
             let (motion, hold, done_at) = if finished_in_lane {
-                (None, Motion::Hold { s: length, lane: true }, finish)
+                (
+                    None,
+                    Motion::Hold {
+                        s: length,
+                        lane: true,
+                    },
+                    finish,
+                )
             } else {
                 let park = track.pit_entry_m + 15.0 + spacing * rank as f64;
                 let table = Arc::new(LapTable::build(
@@ -501,7 +514,10 @@ impl Race {
                 let done_at = finish + table.duration(f);
                 (
                     Some(Motion::Move { table, f }),
-                    Motion::Hold { s: park, lane: true },
+                    Motion::Hold {
+                        s: park,
+                        lane: true,
+                    },
                     done_at,
                 )
             };
@@ -566,8 +582,7 @@ impl Race {
                 Yellow {
                     t_start: t,
                     t_clear: (t + 100.0).min(t_chequered - 1.0).max(t + 5.0),
-                    marshal_sector: track
-                        .marshal_sector(car.retire_progress.rem_euclid(length)),
+                    marshal_sector: track.marshal_sector(car.retire_progress.rem_euclid(length)),
                 }
             }
             None => {
@@ -671,7 +686,11 @@ impl Race {
             b.1 .0
                 .total_cmp(&a.1 .0)
                 .then(b.1 .1.total_cmp(&a.1 .1))
-                .then(self.cars[a.0].grid_position.cmp(&self.cars[b.0].grid_position))
+                .then(
+                    self.cars[a.0]
+                        .grid_position
+                        .cmp(&self.cars[b.0].grid_position),
+                )
         });
         keyed.into_iter().map(|(c, _)| c).collect()
     }
@@ -711,9 +730,10 @@ impl Race {
                 let mut crossings: Vec<(f64, usize)> = (0..self.cars.len())
                     .filter_map(|c| {
                         let t = self.time_at_progress(c, start)?;
-                        let lap = self.cars[c].laps.iter().find(|l| {
-                            l.number == k && t >= l.t0 && t <= l.t1
-                        })?;
+                        let lap = self.cars[c]
+                            .laps
+                            .iter()
+                            .find(|l| l.number == k && t >= l.t0 && t <= l.t1)?;
                         // Not from the pit lane.
                         (!lap.pit_in).then_some((t, c))
                     })

@@ -231,7 +231,11 @@ impl LapTable {
                 0.0
             }
         };
-        let next = if j + 1 < n { cell_speed(j, j + 1) } else { speed };
+        let next = if j + 1 < n {
+            cell_speed(j, j + 1)
+        } else {
+            speed
+        };
         let prev = if i > 0 { cell_speed(i - 1, i) } else { speed };
         Spot {
             s,

@@ -47,13 +47,21 @@ fn ns(row: &Value, field: &str) -> i64 {
 fn track(dir: &Path, driver: u64) -> Vec<(i64, f64, f64)> {
     rows(dir, &format!("location/{driver}"))
         .iter()
-        .map(|r| (ns(r, "date"), r["x"].as_f64().unwrap(), r["y"].as_f64().unwrap()))
+        .map(|r| {
+            (
+                ns(r, "date"),
+                r["x"].as_f64().unwrap(),
+                r["y"].as_f64().unwrap(),
+            )
+        })
         .collect()
 }
 
 /// Where the car was at `t`, interpolating between samples.
 fn at(track: &[(i64, f64, f64)], t: i64) -> (f64, f64) {
-    let i = track.partition_point(|s| s.0 <= t).clamp(1, track.len() - 1);
+    let i = track
+        .partition_point(|s| s.0 <= t)
+        .clamp(1, track.len() - 1);
     let (a, b) = (track[i - 1], track[i]);
     let frac = (t - a.0) as f64 / (b.0 - a.0) as f64;
     (a.1 + (b.1 - a.1) * frac, a.2 + (b.2 - a.2) * frac)
@@ -115,16 +123,29 @@ fn every_file_is_present_and_valid_json() {
         assert!(parse_iso8601_ns(manifest["created"].as_str().unwrap()).is_some());
         // Names say it is simulated; times are OpenF1's ISO 8601 with microseconds.
         let session = &rows(dir, "sessions")[0];
-        assert!(session["session_name"].as_str().unwrap().contains("simulated"));
+        assert!(session["session_name"]
+            .as_str()
+            .unwrap()
+            .contains("simulated"));
         assert_eq!(session["session_type"], "Race");
         assert!(rows(dir, "meetings")[0]["meeting_name"]
             .as_str()
             .unwrap()
             .contains("Simulated"));
-        let date = rows(dir, "laps")[0]["date_start"].as_str().unwrap().to_string();
-        assert_eq!(date.len(), "2024-09-01T13:03:35.123000+00:00".len(), "{date}");
+        let date = rows(dir, "laps")[0]["date_start"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            date.len(),
+            "2024-09-01T13:03:35.123000+00:00".len(),
+            "{date}"
+        );
         assert!(date.ends_with("+00:00"));
-        let on_disk: u64 = walk(dir).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+        let on_disk: u64 = walk(dir)
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum();
         assert_eq!(summary.bytes_written, on_disk);
     }
 }
@@ -161,7 +182,11 @@ fn the_same_seed_gives_the_same_race() {
             continue; // carries the creation time
         }
         let again = fs::read(second.dir.join(relative)).unwrap();
-        assert!(fs::read(file).unwrap() == again, "{} differs", relative.display());
+        assert!(
+            fs::read(file).unwrap() == again,
+            "{} differs",
+            relative.display()
+        );
     }
     assert_ne!(
         fs::read(first.dir.join("laps.json")).unwrap(),
@@ -191,7 +216,10 @@ fn samples_come_at_openf1_rates_and_share_location_dates() {
             .iter()
             .map(|r| r["date"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(dates, first, "every car of a location sample shares its date");
+        assert_eq!(
+            dates, first,
+            "every car of a location sample shares its date"
+        );
         let times: Vec<i64> = location.iter().map(|r| ns(r, "date")).collect();
         assert!(times.windows(2).all(|w| w[0] < w[1]), "sorted by date");
         let rate = times.len() as f64 / span_s(&times);
@@ -227,7 +255,9 @@ fn samples_come_at_openf1_rates_and_share_location_dates() {
         .windows(2)
         .map(|w| ns(&w[1], "date") - ns(&w[0], "date"))
         .collect();
-    assert!(gaps.iter().all(|g| (58_000_000_000..62_000_000_000).contains(g)));
+    assert!(gaps
+        .iter()
+        .all(|g| (58_000_000_000..62_000_000_000).contains(g)));
 }
 
 #[test]
@@ -254,13 +284,19 @@ fn laps_agree_with_where_the_cars_are() {
             pit_out_laps += 1;
             assert!((200.0..300.0).contains(&gap), "pit-out lap {gap}");
         } else {
-            assert!(gap < 30.0, "lap {number} of {driver} starts {gap} from the line");
+            assert!(
+                gap < 30.0,
+                "lap {number} of {driver} starts {gap} from the line"
+            );
         }
         if let Some(duration) = lap["lap_duration"].as_f64() {
             let sectors: f64 = (1..=3)
                 .map(|s| lap[format!("duration_sector_{s}")].as_f64().unwrap())
                 .sum();
-            assert!((sectors - duration).abs() < 0.003, "{sectors} vs {duration}");
+            assert!(
+                (sectors - duration).abs() < 0.003,
+                "{sectors} vs {duration}"
+            );
             assert!((75.0..110.0).contains(&duration), "{duration}");
             for s in 1..=3 {
                 assert!(lap[format!("segments_sector_{s}")].as_array().is_some());
@@ -340,7 +376,10 @@ fn the_fastest_lap_is_a_real_lap() {
         .collect();
     let mean = speeds.iter().sum::<f64>() / speeds.len() as f64;
     let expected = 5764.0 / duration * 3.6;
-    assert!((mean - expected).abs() / expected < 0.05, "{mean} vs {expected}");
+    assert!(
+        (mean - expected).abs() / expected < 0.05,
+        "{mean} vs {expected}"
+    );
 }
 
 #[test]
@@ -352,7 +391,10 @@ fn positions_change_and_results_are_classified() {
     // The first sample gives everyone their grid slot, then only changes follow.
     let grid = rows(dir, "starting_grid");
     let first_date = positions[0]["date"].clone();
-    let initial: Vec<&Value> = positions.iter().filter(|p| p["date"] == first_date).collect();
+    let initial: Vec<&Value> = positions
+        .iter()
+        .filter(|p| p["date"] == first_date)
+        .collect();
     assert_eq!(initial.len(), 12);
     for p in &initial {
         let slot = grid
@@ -365,7 +407,11 @@ fn positions_change_and_results_are_classified() {
     let mut last = std::collections::HashMap::new();
     for p in &positions {
         let previous = last.insert(p["driver_number"].clone(), p["position"].clone());
-        assert_ne!(previous.as_ref(), Some(&p["position"]), "change events only");
+        assert_ne!(
+            previous.as_ref(),
+            Some(&p["position"]),
+            "change events only"
+        );
     }
     // Classification: 12 laps, one car retired (null position, dnf), points for the top ten.
     let results = rows(dir, "session_result");
@@ -378,7 +424,7 @@ fn positions_change_and_results_are_classified() {
     assert_eq!(results[0]["gap_to_leader"], 0.0);
     let points: f64 = results.iter().map(|r| r["points"].as_f64().unwrap()).sum();
     assert_eq!(points, 101.0 + 1.0); // 25+18+...+1, plus the fastest lap
-    // The final order agrees with the last position events.
+                                     // The final order agrees with the last position events.
     for result in results.iter().filter(|r| r["dnf"] == false) {
         assert_eq!(last[&result["driver_number"]], result["position"]);
     }
@@ -397,7 +443,10 @@ fn positions_change_and_results_are_classified() {
         .collect();
     assert!(leader_rows.iter().all(|r| r["gap_to_leader"] == 0.0));
     let share = leader_rows.len() as f64 / intervals.len() as f64;
-    assert!((0.07..0.1).contains(&share), "one row in 12 is the leader's: {share}");
+    assert!(
+        (0.07..0.1).contains(&share),
+        "one row in 12 is the leader's: {share}"
+    );
     assert!(intervals
         .iter()
         .filter(|r| !r["interval"].is_null())

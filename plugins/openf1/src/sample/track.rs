@@ -127,7 +127,10 @@ impl Track {
     /// The centre line at `s` metres, in outline units.
     pub fn point(&self, s: f64) -> (f64, f64) {
         let s = self.wrap(s);
-        let i = self.cum_m.partition_point(|&c| c <= s).clamp(1, self.cum_m.len() - 1);
+        let i = self
+            .cum_m
+            .partition_point(|&c| c <= s)
+            .clamp(1, self.cum_m.len() - 1);
         let (c0, c1) = (self.cum_m[i - 1], self.cum_m[i]);
         let frac = if c1 > c0 { (s - c0) / (c1 - c0) } else { 0.0 };
         (
@@ -171,15 +174,6 @@ impl Track {
             v * v * (3.0 - 2.0 * v)
         };
         PIT_OFFSET_UNITS * ease(u / PIT_RAMP_M) * ease((lane_len - u) / PIT_RAMP_M)
-    }
-
-    /// The pit lane as a polyline, entry to exit, every `step` metres (outline units).
-    pub fn pit_lane_points(&self, step: f64) -> Vec<(f64, f64)> {
-        let lane_len = self.wrap(self.pit_exit_m - self.pit_entry_m);
-        let n = (lane_len / step).ceil().max(1.0) as usize;
-        (0..=n)
-            .map(|i| self.position(self.pit_entry_m + lane_len * i as f64 / n as f64, true))
-            .collect()
     }
 
     /// Racing speed at `s`, m/s.
@@ -310,13 +304,20 @@ mod tests {
     #[test]
     fn monza_is_a_plausible_lap() {
         let track = Track::monza();
-        assert!((5700.0..5850.0).contains(&track.length_m), "{}", track.length_m);
+        assert!(
+            (5700.0..5850.0).contains(&track.length_m),
+            "{}",
+            track.length_m
+        );
         let lap = track.reference_lap_s();
         assert!((74.0..90.0).contains(&lap), "reference lap {lap}");
         let slowest = (0..1000)
             .map(|i| track.v_race(i as f64 * track.length_m / 1000.0))
             .fold(f64::MAX, f64::min);
-        assert!((15.0..40.0).contains(&slowest), "slowest corner {slowest} m/s");
+        assert!(
+            (15.0..40.0).contains(&slowest),
+            "slowest corner {slowest} m/s"
+        );
         // The pit lane runs beside the main straight, 25 m off the centre line at its middle.
         let mid = track.pit_entry_m + track.wrap(track.pit_exit_m - track.pit_entry_m) / 2.0;
         let (lx, ly) = track.position(mid, true);
