@@ -16,8 +16,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pitwall_api::http::HttpServers;
 use pitwall_api::record::RacePosition;
 use pitwall_api::{
-    BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io, Kinds, Record,
-    RecordKind, Role,
+    BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io, Kinds,
+    Record, RecordKind, Role,
 };
 use pitwall_flow::config::load_text;
 use pitwall_flow::registry::Registry;
@@ -98,21 +98,39 @@ impl Component for Count {
 
 fn registry() -> Registry {
     let mut specs = pitwall_motion::components();
-    specs.push(ComponentSpec::new::<GenerateConfig>("generate", Role::Source, "bench source"));
-    specs.push(ComponentSpec::new::<CountConfig>("count", Role::Sink, "bench sink"));
+    specs.push(ComponentSpec::new::<GenerateConfig>(
+        "generate",
+        Role::Source,
+        "bench source",
+    ));
+    specs.push(ComponentSpec::new::<CountConfig>(
+        "count",
+        Role::Sink,
+        "bench sink",
+    ));
     Registry::new(specs)
 }
 
 /// Run `pipeline` to completion on one thread; returns the wall time.
 fn run_chain(pipeline: &str, expected: u64) -> Duration {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let registry = registry();
-        let pipeline = load_text(Path::new("bench.toml"), pipeline.to_string(), &registry, &|_| None)
-            .unwrap_or_else(|d| panic!("{}", pitwall_flow::diagnostics::render_all(&d, false)));
+        let pipeline = load_text(
+            Path::new("bench.toml"),
+            pipeline.to_string(),
+            &registry,
+            &|_| None,
+        )
+        .unwrap_or_else(|d| panic!("{}", pitwall_flow::diagnostics::render_all(&d, false)));
         COUNTED.store(0, Ordering::Relaxed);
         let started = Instant::now();
-        let topology = Topology::start(pipeline, HttpServers::default()).await.unwrap();
+        let topology = Topology::start(pipeline, HttpServers::default())
+            .await
+            .unwrap();
         while COUNTED.load(Ordering::Relaxed) < expected || !topology.sources_finished() {
             tokio::task::yield_now().await;
         }
@@ -148,7 +166,11 @@ inputs = ["b"]
 "#
     );
     group.bench_function("source_2_transforms_sink/pass_through", |b| {
-        b.iter_custom(|iterations| (0..iterations).map(|_| run_chain(&pass_through, EVENTS)).sum())
+        b.iter_custom(|iterations| {
+            (0..iterations)
+                .map(|_| run_chain(&pass_through, EVENTS))
+                .sum()
+        })
     });
 
     // Transforms that look at and copy every event: a car filter dropping one car in
@@ -183,12 +205,27 @@ inputs = ["b"]
 }
 
 fn reload(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let registry = registry();
     let base = "[sources.gen]\ntype = \"generate\"\ncount = 1\n[sinks.out]\ntype = \"count\"\ninputs = [\"gen\"]\n";
     let with_filter = format!("{base}[transforms.f]\ntype = \"filter\"\ninputs = [\"gen\"]\n[sinks.out2]\ntype = \"count\"\ninputs = [\"f\"]\n");
-    let load = |text: &str| load_text(Path::new("bench.toml"), text.to_string(), &registry, &|_| None).ok().unwrap();
-    let mut topology = runtime.block_on(Topology::start(load(base), HttpServers::default())).unwrap();
+    let load = |text: &str| {
+        load_text(
+            Path::new("bench.toml"),
+            text.to_string(),
+            &registry,
+            &|_| None,
+        )
+        .ok()
+        .unwrap()
+    };
+    let mut topology = runtime
+        .block_on(Topology::start(load(base), HttpServers::default()))
+        .unwrap();
     let mut flip = false;
     // From a parsed file to the new graph running: add two components, or remove them.
     c.bench_function("reload/add_or_remove_two_components", |b| {

@@ -18,7 +18,11 @@ use crate::registry::Registry;
 use crate::runtime::{Stopped, Topology};
 
 #[derive(Parser)]
-#[command(name = "pitwall-flow", version, about = "Runs motorsport telemetry pipelines written in TOML")]
+#[command(
+    name = "pitwall-flow",
+    version,
+    about = "Runs motorsport telemetry pipelines written in TOML"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,7 +90,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { pipeline, no_watch } => {
             init_logging();
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(error) => {
                     eprintln!("error: cannot start the async runtime: {error}");
@@ -98,12 +105,18 @@ pub fn main() -> ExitCode {
         Command::Validate { pipelines } => validate(&pipelines),
         Command::Graph { pipeline, format } => graph(&pipeline, format),
         Command::List { type_name } => {
-            print!("{}", crate::schema::render_list(&Registry::builtin(), type_name.as_deref()));
+            print!(
+                "{}",
+                crate::schema::render_list(&Registry::builtin(), type_name.as_deref())
+            );
             ExitCode::SUCCESS
         }
         Command::Schema => {
             let schema = crate::schema::pipeline_schema(&Registry::builtin());
-            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Command::SampleSession {
@@ -141,7 +154,11 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
                 if !pipeline.warnings.is_empty() {
                     eprint!("{}", render_all(&pipeline.warnings, color()));
                 }
-                println!("{}: ok ({} components)", path.display(), pipeline.components.len());
+                println!(
+                    "{}: ok ({} components)",
+                    path.display(),
+                    pipeline.components.len()
+                );
             }
             Err(diagnostics) => {
                 failed = true;
@@ -173,7 +190,14 @@ fn graph(path: &Path, format: GraphFormat) -> ExitCode {
     }
 }
 
-fn sample_session(laps: u32, cars: u32, seed: u64, session_key: u32, out: PathBuf, gzip: bool) -> ExitCode {
+fn sample_session(
+    laps: u32,
+    cars: u32,
+    seed: u64,
+    session_key: u32,
+    out: PathBuf,
+    gzip: bool,
+) -> ExitCode {
     let options = pitwall_openf1::sample::SampleOptions {
         session_key,
         laps,
@@ -309,7 +333,9 @@ async fn reload(
                 .map(|d| d.to_string())
                 .unwrap_or_default();
             tracing::error!("the edited pipeline is invalid; the running graph is unchanged");
-            topology.admin().record_reload(false, format!("invalid: {first}"));
+            topology
+                .admin()
+                .record_reload(false, format!("invalid: {first}"));
             return;
         }
     };
@@ -324,7 +350,9 @@ async fn reload(
         }
         Err(error) => {
             tracing::error!("reload rolled back, the running graph is unchanged: {error}");
-            topology.admin().record_reload(false, format!("rolled back: {error}"));
+            topology
+                .admin()
+                .record_reload(false, format!("rolled back: {error}"));
         }
     }
 }
@@ -339,7 +367,8 @@ impl StopSignals {
     fn new() -> Self {
         Self {
             #[cfg(unix)]
-            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .ok(),
         }
     }
 

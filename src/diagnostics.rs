@@ -61,7 +61,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(source: &SourceFile, key_path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn error(
+        source: &SourceFile,
+        key_path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             level: Level::Error,
             key_path: key_path.into(),
@@ -73,7 +77,11 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(source: &SourceFile, key_path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn warning(
+        source: &SourceFile,
+        key_path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             level: Level::Warning,
             ..Self::error(source, key_path, message)

@@ -20,7 +20,11 @@ fn options_schema(spec: &ComponentSpec, generator: &mut SchemaGenerator) -> Map<
     let resolved = match value.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let name = reference.rsplit('/').next().unwrap_or_default();
-            generator.definitions().get(name).cloned().unwrap_or(Value::Null)
+            generator
+                .definitions()
+                .get(name)
+                .cloned()
+                .unwrap_or(Value::Null)
         }
         None => value,
     };
@@ -85,7 +89,10 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
                 .or_insert_with(|| json!({}))
                 .as_object_mut()
                 .expect("properties is an object");
-            properties.insert("type".into(), json!({ "const": spec.type_name, "description": spec.summary }));
+            properties.insert(
+                "type".into(),
+                json!({ "const": spec.type_name, "description": spec.summary }),
+            );
             if role != Role::Source {
                 properties.insert("inputs".into(), json!({ "$ref": "#/$defs/inputs" }));
                 properties.insert("when_full".into(), json!({ "$ref": "#/$defs/when_full" }));
@@ -129,7 +136,8 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
     tables.insert("admin".into(), admin.as_value().clone());
     tables.insert("runtime".into(), runtime.as_value().clone());
     for (name, definition) in generator.definitions() {
-        defs.entry(name.clone()).or_insert_with(|| definition.clone());
+        defs.entry(name.clone())
+            .or_insert_with(|| definition.clone());
     }
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -188,7 +196,11 @@ fn type_name(property: &Value, definitions: &Map<String, Value>) -> String {
         };
     }
     if let Some(values) = property.get("enum").and_then(Value::as_array) {
-        return values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" | ");
+        return values
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ");
     }
     if let Some(options) = property
         .get("anyOf")
@@ -207,7 +219,10 @@ fn type_name(property: &Value, definitions: &Map<String, Value>) -> String {
     }
     match property.get("type") {
         Some(Value::String(t)) if t == "array" => {
-            let items = property.get("items").map(|i| type_name(i, definitions)).unwrap_or_default();
+            let items = property
+                .get("items")
+                .map(|i| type_name(i, definitions))
+                .unwrap_or_default();
             format!("[{items}]")
         }
         Some(Value::String(t)) => t.clone(),
@@ -235,7 +250,11 @@ pub fn render_list(registry: &Registry, only: Option<&str>) -> String {
         let _ = writeln!(out, "{}S", role.name().to_uppercase());
         for spec in specs {
             let _ = writeln!(out, "\n  {}  ({})", spec.type_name, spec.summary);
-            let _ = writeln!(out, "    when_full default: {}", spec.default_when_full.name());
+            let _ = writeln!(
+                out,
+                "    when_full default: {}",
+                spec.default_when_full.name()
+            );
             let docs = option_docs(spec);
             if docs.is_empty() {
                 let _ = writeln!(out, "    (no options)");

@@ -30,7 +30,11 @@ fn check(name: &str, expect_ok: bool) {
             render_all(&pipeline.warnings, false)
         }
         Err(diagnostics) => {
-            assert!(!expect_ok, "{name} should validate, got:\n{}", render_all(&diagnostics, false));
+            assert!(
+                !expect_ok,
+                "{name} should validate, got:\n{}",
+                render_all(&diagnostics, false)
+            );
             render_all(&diagnostics, false)
         }
     };
@@ -77,12 +81,27 @@ fn every_problem_is_reported_at_once() {
     let Err(diagnostics) = load_text(&path, text, &Registry::builtin(), &env) else {
         panic!("should not validate");
     };
-    let errors: Vec<String> = diagnostics.iter().filter(|d| d.is_error()).map(|d| d.key_path.clone()).collect();
-    for expected in ["sources.f1.sped", "transforms.frames.type", "sinks.screen.max_clients"] {
-        assert!(errors.iter().any(|e| e == expected), "no error at {expected}: {errors:?}");
+    let errors: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.key_path.clone())
+        .collect();
+    for expected in [
+        "sources.f1.sped",
+        "transforms.frames.type",
+        "sinks.screen.max_clients",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "no error at {expected}: {errors:?}"
+        );
     }
     // Every error names a line and column.
     for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
-        assert!(diagnostic.location().matches(':').count() >= 2, "{}", diagnostic);
+        assert!(
+            diagnostic.location().matches(':').count() >= 2,
+            "{}",
+            diagnostic
+        );
     }
 }

@@ -23,6 +23,7 @@ loop = true
 type = "cardputer"
 inputs = ["replay"]
 address = "127.0.0.1:{port}"
+session_key = "1"
 
 [admin]
 address = "127.0.0.1:{admin}"
@@ -54,7 +55,9 @@ async fn unchanged_sink_keeps_its_client_while_a_sink_is_added_and_removed() {
     running.wait_reloads(admin, 1, 0).await;
     let recorded = workspace.path("recorded.ndjson");
     support::wait_until("the recorder writes", || {
-        std::fs::read_to_string(&recorded).map(|t| t.lines().count() >= 3).unwrap_or(false)
+        std::fs::read_to_string(&recorded)
+            .map(|t| t.lines().count() >= 3)
+            .unwrap_or(false)
     })
     .await;
     let before = client.frames();
@@ -71,7 +74,10 @@ async fn unchanged_sink_keeps_its_client_while_a_sink_is_added_and_removed() {
         lines_after_removal,
         "a removed recorder keeps no writer open"
     );
-    assert!(!client.closed(), "the client of the unchanged sink was disconnected");
+    assert!(
+        !client.closed(),
+        "the client of the unchanged sink was disconnected"
+    );
     let health = running.health(admin).await;
     assert_eq!(health["reloads"]["succeeded"], 2);
     running.stop().await;
@@ -87,15 +93,29 @@ async fn a_broken_edit_keeps_the_old_graph() {
     let client = Client::connect(port, "1").await;
     client.wait_for_frames(3).await;
 
-    workspace.write_pipeline(&pipeline(port, admin, "screen", "[sinks.oops]\ntype = \"consol\"\ninputs = [\"replay\"]\n"));
+    workspace.write_pipeline(&pipeline(
+        port,
+        admin,
+        "screen",
+        "[sinks.oops]\ntype = \"consol\"\ninputs = [\"replay\"]\n",
+    ));
     running.wait_reloads(admin, 0, 1).await;
     let health = running.health(admin).await;
-    let message = health["reloads"]["last"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(message.contains("consol"), "the last reload error names the problem: {message}");
+    let message = health["reloads"]["last"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("consol"),
+        "the last reload error names the problem: {message}"
+    );
     let before = client.frames();
     client.wait_for_frames(before + 5).await;
     assert!(!client.closed());
-    assert!(running.stderr().contains("did you mean `console`?"), "diagnostics are logged");
+    assert!(
+        running.stderr().contains("did you mean `console`?"),
+        "diagnostics are logged"
+    );
     running.stop().await;
 }
 
@@ -121,7 +141,10 @@ async fn a_port_moves_from_an_old_component_to_a_new_one() {
         .iter()
         .filter_map(|c| c["id"].as_str())
         .collect();
-    assert!(ids.contains(&"new_screen") && !ids.contains(&"old_screen"), "{ids:?}");
+    assert!(
+        ids.contains(&"new_screen") && !ids.contains(&"old_screen"),
+        "{ids:?}"
+    );
     running.stop().await;
 }
 
@@ -140,12 +163,25 @@ async fn a_build_failure_rolls_back() {
     let taken = squatter.local_addr().unwrap().port();
     let second = format!("[sinks.second]\ntype = \"cardputer\"\ninputs = [\"replay\"]\naddress = \"127.0.0.1:{taken}\"\n");
     // Also change the recorder-free graph otherwise, so a half-applied reload would show.
-    workspace.write_pipeline(&pipeline(port, admin, "screen", &format!("{second}{RECORDER}")));
+    workspace.write_pipeline(&pipeline(
+        port,
+        admin,
+        "screen",
+        &format!("{second}{RECORDER}"),
+    ));
     running.wait_reloads(admin, 0, 1).await;
     let health = running.health(admin).await;
-    let message = health["reloads"]["last"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("rolled back") && message.contains("second"), "{message}");
-    assert!(!workspace.path("recorded.ndjson").exists(), "nothing of the failed graph started");
+    let message = health["reloads"]["last"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("rolled back") && message.contains("second"),
+        "{message}"
+    );
+    assert!(
+        !workspace.path("recorded.ndjson").exists(),
+        "nothing of the failed graph started"
+    );
     let before = client.frames();
     client.wait_for_frames(before + 5).await;
     assert!(!client.closed());
@@ -170,7 +206,9 @@ async fn sighup_reloads_and_sigterm_leaves_every_output_file_complete() {
 
     let recorded = workspace.path("recorded.ndjson");
     support::wait_until("the recorder writes", || {
-        std::fs::metadata(&recorded).map(|m| m.len() > 10_000).unwrap_or(false)
+        std::fs::metadata(&recorded)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false)
     })
     .await;
     running.signal("TERM");
@@ -180,7 +218,8 @@ async fn sighup_reloads_and_sigterm_leaves_every_output_file_complete() {
     assert!(text.ends_with('\n'), "the file ends with a whole line");
     let mut count = 0;
     for line in text.lines() {
-        let event: serde_json::Value = serde_json::from_str(line).expect("every line is a whole event");
+        let event: serde_json::Value =
+            serde_json::from_str(line).expect("every line is a whole event");
         assert_eq!(event["kind"], "frame");
         count += 1;
     }

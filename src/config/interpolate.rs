@@ -29,7 +29,10 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
                 Some((name, default)) => (name, Some(default)),
                 None => (expression, None),
             };
-            match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            match (
+                env(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => return Err(name.to_string()),
@@ -58,7 +61,10 @@ mod tests {
 
     #[test]
     fn substitutes_defaults_and_escapes() {
-        assert_eq!(interpolate("Bearer ${TOKEN}", &env).unwrap(), "Bearer s3cret");
+        assert_eq!(
+            interpolate("Bearer ${TOKEN}", &env).unwrap(),
+            "Bearer s3cret"
+        );
         assert_eq!(interpolate("${NOPE:-8000}", &env).unwrap(), "8000");
         assert_eq!(interpolate("${EMPTY:-x}", &env).unwrap(), "x");
         assert_eq!(interpolate("${EMPTY}", &env).unwrap(), "");

@@ -160,10 +160,14 @@ pub fn load_text(
     let root: toml::Table = match toml::from_str(&source.text) {
         Ok(root) => root,
         Err(error) => {
-            return Err(vec![Diagnostic::error(&source, "", error.message().to_string())
-                .at(error.span())
-                .label("here")
-                .help("the file is not valid TOML; fix this first")]);
+            return Err(vec![Diagnostic::error(
+                &source,
+                "",
+                error.message().to_string(),
+            )
+            .at(error.span())
+            .label("here")
+            .help("the file is not valid TOML; fix this first")]);
         }
     };
     let base_dir = path
@@ -247,7 +251,13 @@ pub fn load_text(
         runtime,
         warnings: Vec::new(),
     };
-    let graph_diagnostics = crate::graph::validate(&pipeline, &loader.spans, registry, &declared, &loader.orphan_inputs);
+    let graph_diagnostics = crate::graph::validate(
+        &pipeline,
+        &loader.spans,
+        registry,
+        &declared,
+        &loader.orphan_inputs,
+    );
     loader.diagnostics.extend(graph_diagnostics);
     if loader.diagnostics.iter().any(Diagnostic::is_error) {
         return Err(loader.diagnostics);
@@ -282,16 +292,28 @@ impl Loader<'_> {
         let Some(table) = body.as_table() else {
             self.error_at_value(
                 &path,
-                format!("a {} must be a table, e.g. [{}.{id}] with a `type`", role.name(), role.table()),
+                format!(
+                    "a {} must be a table, e.g. [{}.{id}] with a `type`",
+                    role.name(),
+                    role.table()
+                ),
             );
             return None;
         };
         let mut ok = true;
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             self.push(
-                Diagnostic::error(&self.source, path.to_string(), format!("`{id}` is not a valid component id"))
-                    .at(self.spans.key(&path))
-                    .help("use letters, digits, `_` and `-`"),
+                Diagnostic::error(
+                    &self.source,
+                    path.to_string(),
+                    format!("`{id}` is not a valid component id"),
+                )
+                .at(self.spans.key(&path))
+                .help("use letters, digits, `_` and `-`"),
             );
             ok = false;
         }
@@ -375,13 +397,12 @@ impl Loader<'_> {
                 ok = false;
                 Vec::new()
             }
-            (_, Some(value)) => match self.inputs(&path.key("inputs"), value, default_when_full) {
-                Some(inputs) => inputs,
-                None => {
-                    ok = false;
-                    Vec::new()
-                }
-            },
+            (_, Some(value)) => {
+                let (inputs, all_valid) =
+                    self.inputs(&path.key("inputs"), value, default_when_full);
+                ok &= all_valid;
+                inputs
+            }
         };
 
         // Phase 2: the options, into the type's own config struct.
@@ -390,7 +411,11 @@ impl Loader<'_> {
             self.orphan_inputs.push((id.to_string(), role, inputs));
             return None;
         };
-        ok.then(|| ComponentDecl {
+        if !ok {
+            self.orphan_inputs.push((id.to_string(), role, inputs));
+            return None;
+        }
+        Some(ComponentDecl {
             id: id.to_string(),
             role,
             type_name,
@@ -426,8 +451,12 @@ impl Loader<'_> {
         for problem in &problems {
             let option_path = path.key(&problem.key);
             self.push(
-                Diagnostic::error(&self.source, option_path.to_string(), problem.message.clone())
-                    .at(self.spans.value(&option_path)),
+                Diagnostic::error(
+                    &self.source,
+                    option_path.to_string(),
+                    problem.message.clone(),
+                )
+                .at(self.spans.value(&option_path)),
             );
         }
         problems.is_empty().then_some((options, config))
@@ -459,10 +488,19 @@ impl Loader<'_> {
         policy
     }
 
-    fn inputs(&mut self, path: &KeyPath, value: &toml::Value, default: WhenFull) -> Option<Vec<InputDecl>> {
+    /// The inputs that are well formed, and whether all were.
+    fn inputs(
+        &mut self,
+        path: &KeyPath,
+        value: &toml::Value,
+        default: WhenFull,
+    ) -> (Vec<InputDecl>, bool) {
         let Some(items) = value.as_array() else {
-            self.error_at_value(path, "`inputs` must be a list of component ids, e.g. [\"f1\"]".to_string());
-            return None;
+            self.error_at_value(
+                path,
+                "`inputs` must be a list of component ids, e.g. [\"f1\"]".to_string(),
+            );
+            return (Vec::new(), false);
         };
         let mut inputs = Vec::new();
         let mut ok = true;
@@ -480,8 +518,10 @@ impl Loader<'_> {
                         Some(value) => self.when_full(&item_path.key("when_full"), value),
                         None => Some(default),
                     };
-                    let unknown: Vec<&String> =
-                        table.keys().filter(|k| *k != "from" && *k != "when_full").collect();
+                    let unknown: Vec<&String> = table
+                        .keys()
+                        .filter(|k| *k != "from" && *k != "when_full")
+                        .collect();
                     if let Some(key) = unknown.first() {
                         self.push(
                             Diagnostic::error(&self.source, item_path.to_string(), format!("unknown key `{key}` in an input"))
@@ -498,22 +538,37 @@ impl Loader<'_> {
                         }),
                         (None, _) => {
                             self.push(
-                                Diagnostic::error(&self.source, item_path.to_string(), "this input has no `from`")
-                                    .at(self.spans.value(&item_path))
-                                    .help("write { from = \"id\", when_full = \"drop_oldest\" }"),
+                                Diagnostic::error(
+                                    &self.source,
+                                    item_path.to_string(),
+                                    "this input has no `from`",
+                                )
+                                .at(self.spans.value(&item_path))
+                                .help("write { from = \"id\", when_full = \"drop_oldest\" }"),
                             );
                             ok = false;
                         }
-                        _ => ok = false,
+                        (Some(from), None) => {
+                            // Reported already; keep the edge so the graph checks know it.
+                            inputs.push(InputDecl {
+                                from: from.to_string(),
+                                when_full: default,
+                                key_path: KeyPath::root().key("inputs").index(index),
+                            });
+                            ok = false;
+                        }
                     }
                 }
                 _ => {
-                    self.error_at_value(&item_path, "an input is a component id string".to_string());
+                    self.error_at_value(
+                        &item_path,
+                        "an input is a component id string".to_string(),
+                    );
                     ok = false;
                 }
             }
         }
-        ok.then_some(inputs)
+        (inputs, ok)
     }
 
     /// Apply `${VAR}` interpolation to every string under `value`; false if any failed.
@@ -556,7 +611,12 @@ impl Loader<'_> {
         }
     }
 
-    fn option_error(&mut self, component: &KeyPath, spec: &pitwall_api::ComponentSpec, error: &pitwall_api::component::OptionsError) {
+    fn option_error(
+        &mut self,
+        component: &KeyPath,
+        spec: &pitwall_api::ComponentSpec,
+        error: &pitwall_api::component::OptionsError,
+    ) {
         let path = component.join_serde(error.path());
         let message = error.inner().message().to_string();
         let known = crate::schema::option_names(spec);
@@ -564,7 +624,11 @@ impl Loader<'_> {
             let mut d = Diagnostic::error(
                 &self.source,
                 path.to_string(),
-                format!("unknown option `{name}` for {} `{}`", spec.role.name(), spec.type_name),
+                format!(
+                    "unknown option `{name}` for {} `{}`",
+                    spec.role.name(),
+                    spec.type_name
+                ),
             )
             .at(self.spans.key(&path))
             .label("not an option of this type");
@@ -579,21 +643,35 @@ impl Loader<'_> {
             Diagnostic::error(
                 &self.source,
                 option_path.to_string(),
-                format!("missing required option `{name}` for {} `{}`", spec.role.name(), spec.type_name),
+                format!(
+                    "missing required option `{name}` for {} `{}`",
+                    spec.role.name(),
+                    spec.type_name
+                ),
             )
             .at(self.spans.key(&path))
             .label(format!("add `{name} = ...` to this table"))
-            .help(format!("run `pitwall-flow list {}` to see every option", spec.type_name))
+            .help(format!(
+                "run `pitwall-flow list {}` to see every option",
+                spec.type_name
+            ))
         } else {
-            Diagnostic::error(&self.source, path.to_string(), message.clone())
+            Diagnostic::error(&self.source, path.to_string(), plain_types(&message))
                 .at(self.spans.value(&path))
                 .label("wrong type or value")
-                .help(format!("run `pitwall-flow list {}` to see every option", spec.type_name))
+                .help(format!(
+                    "run `pitwall-flow list {}` to see every option",
+                    spec.type_name
+                ))
         };
         self.push(diagnostic);
     }
 
-    fn settings<T: serde::de::DeserializeOwned>(&mut self, path: &KeyPath, value: &toml::Value) -> Option<T> {
+    fn settings<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &KeyPath,
+        value: &toml::Value,
+    ) -> Option<T> {
         let mut value = value.clone();
         if !self.interpolate(path, &mut value) {
             return None;
@@ -615,6 +693,28 @@ impl Loader<'_> {
     }
 }
 
+/// serde names Rust types (`expected f64`); users write TOML.
+fn plain_types(message: &str) -> String {
+    let mut text = message.to_string();
+    for (rust, plain) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u8", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        if let Some(rest) = text.strip_suffix(rust).map(str::to_string) {
+            text = format!("{rest}{plain}");
+        }
+    }
+    text
+}
+
 fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
     let rest = text.split_once(start)?.1;
     Some(rest.split_once(end)?.0)
@@ -624,5 +724,9 @@ fn list(names: &[String]) -> String {
     if names.is_empty() {
         return "none".to_string();
     }
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

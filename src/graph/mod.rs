@@ -29,8 +29,13 @@ pub fn validate(
     let source = &pipeline.source;
     let components = &pipeline.components;
     let component_path = |id: &str| {
-        let role = components.get(id).map(|c| c.role).or(declared.get(id).copied());
-        KeyPath::root().key(role.map_or("sinks", Role::table)).key(id)
+        let role = components
+            .get(id)
+            .map(|c| c.role)
+            .or(declared.get(id).copied());
+        KeyPath::root()
+            .key(role.map_or("sinks", Role::table))
+            .key(id)
     };
 
     // Every input names a component that produces something.
@@ -55,7 +60,11 @@ pub fn validate(
             if declared.contains_key(&input.from) {
                 continue;
             }
-            let ids: Vec<&str> = declared.keys().map(String::as_str).filter(|id| id != consumer).collect();
+            let ids: Vec<&str> = declared
+                .keys()
+                .map(String::as_str)
+                .filter(|id| id != consumer)
+                .collect();
             let mut diagnostic = Diagnostic::error(
                 source,
                 path.to_string(),
@@ -95,7 +104,9 @@ pub fn validate(
     for decl in components.values() {
         let accepts = decl.config.accepts();
         for input in &decl.inputs {
-            let Some(upstream_emits) = emits.get(&input.from) else { continue };
+            let Some(upstream_emits) = emits.get(&input.from) else {
+                continue;
+            };
             if upstream_emits.intersects(&accepts) || upstream_emits.is_empty() {
                 continue;
             }
@@ -133,16 +144,29 @@ pub fn validate(
     // Outputs nobody consumes.
     let consumed: HashSet<&str> = components
         .values()
-        .flat_map(|c| c.inputs.iter().map(|i| i.from.as_str()))
+        .flat_map(|c| c.inputs.iter())
+        .chain(
+            orphan_inputs
+                .iter()
+                .flat_map(|(_, _, inputs)| inputs.iter()),
+        )
+        .map(|input| input.from.as_str())
         .collect();
     for decl in components.values() {
         if decl.role != Role::Sink && !consumed.contains(decl.id.as_str()) {
             let path = component_path(&decl.id);
             out.push(
-                Diagnostic::warning(source, path.to_string(), format!("nothing consumes the output of `{}`", decl.id))
-                    .at(spans.key(&path))
-                    .label("unused output")
-                    .help(format!("name it in a sink's inputs, e.g. inputs = [\"{}\"], or remove it", decl.id)),
+                Diagnostic::warning(
+                    source,
+                    path.to_string(),
+                    format!("nothing consumes the output of `{}`", decl.id),
+                )
+                .at(spans.key(&path))
+                .label("unused output")
+                .help(format!(
+                    "name it in a sink's inputs, e.g. inputs = [\"{}\"], or remove it",
+                    decl.id
+                )),
             );
         }
     }
@@ -188,7 +212,11 @@ fn concrete(kinds: Kinds) -> Kinds {
 
 /// A transform type that could sit between an upstream and a downstream whose kinds do not
 /// meet: it accepts some of what is emitted and emits some of what is accepted.
-fn bridge_transform<'a>(registry: &'a Registry, emitted: &Kinds, accepted: &Kinds) -> Option<&'a str> {
+fn bridge_transform<'a>(
+    registry: &'a Registry,
+    emitted: &Kinds,
+    accepted: &Kinds,
+) -> Option<&'a str> {
     registry.of_role(Role::Transform).find_map(|spec| {
         let config = (spec.parse)(toml::Value::Table(Default::default())).ok()?;
         let emits = config.emits();
@@ -201,7 +229,11 @@ fn bridge_transform<'a>(registry: &'a Registry, emitted: &Kinds, accepted: &Kind
 
 /// A cycle is allowed only if one of its edges does not block: otherwise, once the queues
 /// around the loop are full, every component waits on the next one forever.
-fn check_cycles(pipeline: &Pipeline, spans: &Spans, component_path: &dyn Fn(&str) -> KeyPath) -> Vec<Diagnostic> {
+fn check_cycles(
+    pipeline: &Pipeline,
+    spans: &Spans,
+    component_path: &dyn Fn(&str) -> KeyPath,
+) -> Vec<Diagnostic> {
     let ids: Vec<&str> = pipeline.components.keys().map(String::as_str).collect();
     let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     // Edges upstream -> downstream.
@@ -225,7 +257,10 @@ fn check_cycles(pipeline: &Pipeline, spans: &Spans, component_path: &dyn Fn(&str
         for &member in &component {
             let decl = &pipeline.components[member];
             for input in &decl.inputs {
-                if index.get(input.from.as_str()).is_some_and(|u| members.contains(u)) {
+                if index
+                    .get(input.from.as_str())
+                    .is_some_and(|u| members.contains(u))
+                {
                     if input.when_full == WhenFull::Block {
                         blocking_edge.get_or_insert((decl.id.clone(), input.clone()));
                     } else {
@@ -316,11 +351,19 @@ fn strongly_connected(successors: &[Vec<usize>]) -> Vec<Vec<usize>> {
 
 /// Two listeners collide when their addresses overlap (same port, and the same IP or one
 /// of them every interface) and they claim the same route, or one claims the whole port.
-fn check_listeners(pipeline: &Pipeline, spans: &Spans, component_path: &dyn Fn(&str) -> KeyPath) -> Vec<Diagnostic> {
+fn check_listeners(
+    pipeline: &Pipeline,
+    spans: &Spans,
+    component_path: &dyn Fn(&str) -> KeyPath,
+) -> Vec<Diagnostic> {
     let mut claims: Vec<(String, KeyPath, Listener)> = Vec::new();
     for decl in pipeline.components.values() {
         for listener in decl.config.listeners() {
-            claims.push((decl.id.clone(), component_path(&decl.id).key(listener.option), listener));
+            claims.push((
+                decl.id.clone(),
+                component_path(&decl.id).key(listener.option),
+                listener,
+            ));
         }
     }
     if let Some(admin) = &pipeline.admin {
@@ -345,9 +388,12 @@ fn check_listeners(pipeline: &Pipeline, spans: &Spans, component_path: &dyn Fn(&
             let clash = if a.routes.is_empty() || b.routes.is_empty() {
                 Some("the whole port".to_string())
             } else {
-                a.routes
-                    .iter()
-                    .find_map(|ra| b.routes.iter().find(|rb| routes_collide(ra, rb)).map(|rb| format!("route `{rb}` (and `{ra}`)")))
+                a.routes.iter().find_map(|ra| {
+                    b.routes
+                        .iter()
+                        .find(|rb| routes_collide(ra, rb))
+                        .map(|rb| format!("route `{rb}` (and `{ra}`)"))
+                })
             };
             if let Some(clash) = clash {
                 out.push(

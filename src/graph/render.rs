@@ -12,7 +12,12 @@ use crate::graph::resolve_emits;
 pub fn mermaid(pipeline: &Pipeline) -> String {
     let mut out = String::from("flowchart LR\n");
     for decl in pipeline.components.values() {
-        let label = format!("{}<br/><small>{} {}</small>", decl.id, decl.role.name(), decl.type_name);
+        let label = format!(
+            "{}<br/><small>{} {}</small>",
+            decl.id,
+            decl.role.name(),
+            decl.type_name
+        );
         let node = match decl.role {
             Role::Source => format!("([\"{label}\"])"),
             Role::Transform => format!("[\"{label}\"]"),
@@ -21,15 +26,25 @@ pub fn mermaid(pipeline: &Pipeline) -> String {
         let _ = writeln!(out, "    {}{node}", node_id(&decl.id));
     }
     for (from, to, kinds, when_full) in edges(pipeline) {
-        let arrow = if when_full == WhenFull::Block { "-->" } else { "-.->" };
-        let _ = writeln!(out, "    {} {arrow}|\"{kinds}\"| {}", node_id(&from), node_id(&to));
+        let arrow = if when_full == WhenFull::Block {
+            "-->"
+        } else {
+            "-.->"
+        };
+        let _ = writeln!(
+            out,
+            "    {} {arrow}|\"{kinds}\"| {}",
+            node_id(&from),
+            node_id(&to)
+        );
     }
     out
 }
 
 /// Graphviz DOT, for `dot -Tsvg`.
 pub fn dot(pipeline: &Pipeline) -> String {
-    let mut out = String::from("digraph pipeline {\n    rankdir=LR;\n    node [fontname=\"Helvetica\"];\n");
+    let mut out =
+        String::from("digraph pipeline {\n    rankdir=LR;\n    node [fontname=\"Helvetica\"];\n");
     for decl in pipeline.components.values() {
         let shape = match decl.role {
             Role::Source => "ellipse",
@@ -46,8 +61,15 @@ pub fn dot(pipeline: &Pipeline) -> String {
         );
     }
     for (from, to, kinds, when_full) in edges(pipeline) {
-        let style = if when_full == WhenFull::Block { "solid" } else { "dashed" };
-        let _ = writeln!(out, "    \"{from}\" -> \"{to}\" [label=\"{kinds}\", style={style}];");
+        let style = if when_full == WhenFull::Block {
+            "solid"
+        } else {
+            "dashed"
+        };
+        let _ = writeln!(
+            out,
+            "    \"{from}\" -> \"{to}\" [label=\"{kinds}\", style={style}];"
+        );
     }
     out.push_str("}\n");
     out

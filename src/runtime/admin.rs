@@ -156,7 +156,10 @@ impl AdminState {
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         let (ok, failed) = self.reload_counts();
-        let _ = writeln!(out, "# HELP pitwall_reloads_total Pipeline reloads by result.");
+        let _ = writeln!(
+            out,
+            "# HELP pitwall_reloads_total Pipeline reloads by result."
+        );
         let _ = writeln!(out, "# TYPE pitwall_reloads_total counter");
         let _ = writeln!(out, "pitwall_reloads_total{{result=\"ok\"}} {ok}");
         let _ = writeln!(out, "pitwall_reloads_total{{result=\"error\"}} {failed}");
@@ -171,15 +174,39 @@ impl AdminState {
         let _ = writeln!(out, "pitwall_last_reload_success {last_ok}");
         let _ = writeln!(out, "# HELP pitwall_uptime_seconds Seconds since start.");
         let _ = writeln!(out, "# TYPE pitwall_uptime_seconds gauge");
-        let _ = writeln!(out, "pitwall_uptime_seconds {}", self.started.elapsed().as_secs());
+        let _ = writeln!(
+            out,
+            "pitwall_uptime_seconds {}",
+            self.started.elapsed().as_secs()
+        );
         let components = self.components.read().unwrap_or_else(|e| e.into_inner());
         type Pick = fn(&pitwall_api::metrics::MetricsSnapshot) -> u64;
         let series: [(&str, &str, Pick); 5] = [
-            ("component_received_events_total", "Events received from upstream.", |m| m.received),
-            ("component_sent_events_total", "Events sent downstream.", |m| m.sent),
-            ("component_discarded_events_total", "Events dropped by full queues or as invalid.", |m| m.discarded),
-            ("component_errors_total", "Errors: bad input skipped, failures.", |m| m.errors),
-            ("component_restarts_total", "Restarts after a failure.", |m| m.restarts),
+            (
+                "component_received_events_total",
+                "Events received from upstream.",
+                |m| m.received,
+            ),
+            (
+                "component_sent_events_total",
+                "Events sent downstream.",
+                |m| m.sent,
+            ),
+            (
+                "component_discarded_events_total",
+                "Events dropped by full queues or as invalid.",
+                |m| m.discarded,
+            ),
+            (
+                "component_errors_total",
+                "Errors: bad input skipped, failures.",
+                |m| m.errors,
+            ),
+            (
+                "component_restarts_total",
+                "Restarts after a failure.",
+                |m| m.restarts,
+            ),
         ];
         for (name, help, pick) in series {
             let _ = writeln!(out, "# HELP {name} {help}");

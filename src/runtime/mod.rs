@@ -122,7 +122,10 @@ impl Topology {
         for id in diff.to_build() {
             let decl = &new.components[id];
             if decl.role != Role::Source {
-                new_queues.insert(id.clone(), Queue::new(new.runtime.queue_batches, self.metrics_of(id)));
+                new_queues.insert(
+                    id.clone(),
+                    Queue::new(new.runtime.queue_batches, self.metrics_of(id)),
+                );
             }
         }
         for id in &diff.removed {
@@ -175,7 +178,8 @@ impl Topology {
     /// Stop sources, let transforms drain and sinks flush, all within the configured
     /// deadline; abort whatever is left after it.
     pub async fn shutdown(mut self) -> Stopped {
-        let deadline = Instant::now() + Duration::from_millis(self.pipeline.runtime.shutdown_timeout_ms);
+        let deadline =
+            Instant::now() + Duration::from_millis(self.pipeline.runtime.shutdown_timeout_ms);
         for slot in self.slots.values() {
             if slot.role == Role::Source {
                 slot.shutdown.trigger();
@@ -224,14 +228,15 @@ impl Topology {
             }
             let mut progressed = false;
             for (id, decl) in &self.pipeline.components {
-                let Some(slot) = self.slots.get(id) else { continue };
+                let Some(slot) = self.slots.get(id) else {
+                    continue;
+                };
                 if slot.role == Role::Source || closed.contains(id) {
                     continue;
                 }
-                let producers_done = decl
-                    .inputs
-                    .iter()
-                    .all(|input| !self.slots.contains_key(&input.from) || finished.contains(input.from.as_str()));
+                let producers_done = decl.inputs.iter().all(|input| {
+                    !self.slots.contains_key(&input.from) || finished.contains(input.from.as_str())
+                });
                 if producers_done || idle_rounds > 25 {
                     if let Some(queue) = &slot.queue {
                         queue.close();
@@ -266,10 +271,13 @@ impl Topology {
         for id in ids {
             let decl = &pipeline.components[id];
             let ctx = self.build_context(pipeline, id);
-            let component = decl.config.build(&ctx).map_err(|error| RuntimeError::Build {
-                id: id.clone(),
-                message: error.to_string(),
-            })?;
+            let component = decl
+                .config
+                .build(&ctx)
+                .map_err(|error| RuntimeError::Build {
+                    id: id.clone(),
+                    message: error.to_string(),
+                })?;
             built.insert(id.clone(), component);
         }
         Ok(built)
@@ -287,7 +295,10 @@ impl Topology {
         let mut queues = HashMap::new();
         for (id, decl) in &pipeline.components {
             if decl.role != Role::Source {
-                queues.insert(id.clone(), Queue::new(pipeline.runtime.queue_batches, self.metrics_of(id)));
+                queues.insert(
+                    id.clone(),
+                    Queue::new(pipeline.runtime.queue_batches, self.metrics_of(id)),
+                );
             }
         }
         let targets = targets_of(pipeline, &|id| queues.get(id).cloned());
@@ -307,7 +318,9 @@ impl Topology {
         // Start in file order, which keeps logs readable.
         let mut built = built;
         for (id, decl) in &pipeline.components {
-            let Some(component) = built.remove(id) else { continue };
+            let Some(component) = built.remove(id) else {
+                continue;
+            };
             let queue = queues.remove(id);
             let shutdown = Shutdown::new();
             let status = Arc::new(AtomicU8::new(Status::Running as u8));
@@ -347,14 +360,23 @@ impl Topology {
             address: settings.address.clone(),
             message,
         };
-        let address = pitwall_api::component::parse_listen_address(&settings.address).map_err(error)?;
-        let server = self.http.acquire(address).map_err(|e| error(e.to_string()))?;
-        let mount = server.mount("admin", admin::router(self.admin.clone())).map_err(error)?;
+        let address =
+            pitwall_api::component::parse_listen_address(&settings.address).map_err(error)?;
+        let server = self
+            .http
+            .acquire(address)
+            .map_err(|e| error(e.to_string()))?;
+        let mount = server
+            .mount("admin", admin::router(self.admin.clone()))
+            .map_err(error)?;
         Ok(Some(mount))
     }
 
     /// A new admin mount for a reload; the old one is unmounted first so the routes can move.
-    fn mount_admin_replacing(&mut self, pipeline: &Pipeline) -> Result<Option<Mount>, RuntimeError> {
+    fn mount_admin_replacing(
+        &mut self,
+        pipeline: &Pipeline,
+    ) -> Result<Option<Mount>, RuntimeError> {
         let previous = self.admin_mount.take();
         match self.mount_admin(pipeline) {
             Ok(mount) => Ok(mount),
@@ -386,7 +408,10 @@ impl Topology {
 }
 
 /// The downstream edges of every component in `pipeline`.
-fn targets_of(pipeline: &Pipeline, queue_of: &dyn Fn(&str) -> Option<Arc<Queue>>) -> HashMap<String, Vec<Target>> {
+fn targets_of(
+    pipeline: &Pipeline,
+    queue_of: &dyn Fn(&str) -> Option<Arc<Queue>>,
+) -> HashMap<String, Vec<Target>> {
     let mut targets: HashMap<String, Vec<Target>> = HashMap::new();
     for (id, decl) in &pipeline.components {
         let Some(queue) = queue_of(id) else { continue };
@@ -405,7 +430,10 @@ fn targets_of(pipeline: &Pipeline, queue_of: &dyn Fn(&str) -> Option<Arc<Queue>>
 async fn stop_slot(id: &str, slot: Slot, deadline: Duration) {
     let mut task = slot.task;
     if tokio::time::timeout(deadline, &mut task).await.is_err() {
-        tracing::warn!(component = id, "did not stop within {deadline:?}; aborting it");
+        tracing::warn!(
+            component = id,
+            "did not stop within {deadline:?}; aborting it"
+        );
         task.abort();
     }
     slot.status.store(Status::Stopped as u8, Ordering::Relaxed);

@@ -28,7 +28,9 @@ pub(super) async fn supervise(
     loop {
         status.store(Status::Running as u8, Ordering::Relaxed);
         let started = Instant::now();
-        let outcome = AssertUnwindSafe(component.run(&mut io)).catch_unwind().await;
+        let outcome = AssertUnwindSafe(component.run(&mut io))
+            .catch_unwind()
+            .await;
         match outcome {
             Ok(Ok(())) => {
                 tracing::debug!(component = %id, "finished");

@@ -17,9 +17,16 @@ pub struct FileWatch {
 
 /// Send `()` on `reloads` once the file at `path` has changed and then been quiet for
 /// `debounce`.
-pub fn watch_file(path: &Path, debounce: Duration, reloads: mpsc::Sender<()>) -> notify::Result<FileWatch> {
+pub fn watch_file(
+    path: &Path,
+    debounce: Duration,
+    reloads: mpsc::Sender<()>,
+) -> notify::Result<FileWatch> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let directory = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let directory = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let file_name = path.file_name().map(|n| n.to_os_string());
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {

@@ -24,7 +24,10 @@ pub fn free_port() -> u16 {
 pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     while !condition() {
-        assert!(started.elapsed() < PATIENCE, "timed out waiting until {what}");
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -108,7 +111,9 @@ impl Running {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
         Self {
@@ -208,7 +213,10 @@ impl Client {
             match tokio_tungstenite::connect_async(&url).await {
                 Ok(connected) => break connected,
                 Err(error) => {
-                    assert!(started.elapsed() < PATIENCE, "cannot connect to {url}: {error}");
+                    assert!(
+                        started.elapsed() < PATIENCE,
+                        "cannot connect to {url}: {error}"
+                    );
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -255,6 +263,9 @@ impl Client {
     }
 
     pub async fn wait_for_frames(&self, count: usize) {
-        wait_until(&format!("the client has {count} frames"), || self.frames() >= count).await;
+        wait_until(&format!("the client has {count} frames"), || {
+            self.frames() >= count
+        })
+        .await;
     }
 }
