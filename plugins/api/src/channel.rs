@@ -216,7 +216,11 @@ impl Output {
         if batch.is_empty() {
             return;
         }
-        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let targets = self
+            .targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         self.metrics.add_sent(batch.len());
         for target in targets.iter() {
             target.queue.push(batch.clone(), target.when_full).await;
@@ -229,7 +233,10 @@ impl Output {
     }
 
     pub fn targets(&self) -> Arc<Vec<Target>> {
-        self.targets.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn metrics(&self) -> &Arc<ComponentMetrics> {

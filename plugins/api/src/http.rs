@@ -67,9 +67,13 @@ impl HttpServers {
         let dispatch = {
             let weak = Arc::downgrade(&inner);
             move |request: Request| {
-                let router = weak
-                    .upgrade()
-                    .map(|inner| inner.current.read().unwrap_or_else(|e| e.into_inner()).clone());
+                let router = weak.upgrade().map(|inner| {
+                    inner
+                        .current
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                });
                 async move {
                     match router {
                         Some(router) => router.oneshot(request).await.into_response(),
@@ -126,7 +130,11 @@ impl HttpServer {
         mounts.insert(owner.to_string(), router);
         match merge(&mounts) {
             Ok(merged) => {
-                *self.inner.current.write().unwrap_or_else(|e| e.into_inner()) = merged;
+                *self
+                    .inner
+                    .current
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = merged;
                 Ok(Mount {
                     server: self.clone(),
                     owner: owner.to_string(),
@@ -146,7 +154,11 @@ impl HttpServer {
         let mut mounts = self.inner.mounts.lock().unwrap_or_else(|e| e.into_inner());
         if mounts.remove(owner).is_some() {
             if let Ok(merged) = merge(&mounts) {
-                *self.inner.current.write().unwrap_or_else(|e| e.into_inner()) = merged;
+                *self
+                    .inner
+                    .current
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = merged;
             }
         }
     }
@@ -208,7 +220,11 @@ pub fn routes_collide(a: &str, b: &str) -> bool {
     }
     let (a, b) = (shape(a), shape(b));
     if a.last() == Some(&"**") || b.last() == Some(&"**") {
-        let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
+        let (short, long) = if a.len() <= b.len() {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
         return short[..short.len() - 1]
             .iter()
             .zip(long.iter())

@@ -813,7 +813,10 @@ mod tests {
         let ns = parse_iso8601_ns(text).unwrap();
         assert_eq!(ns, 1_716_728_615_123_000_000);
         assert_eq!(format_iso8601_ns(ns), text);
-        assert_eq!(parse_iso8601_ns("2024-05-26T13:03:35Z"), Some(1_716_728_615_000_000_000));
+        assert_eq!(
+            parse_iso8601_ns("2024-05-26T13:03:35Z"),
+            Some(1_716_728_615_000_000_000)
+        );
         assert_eq!(
             parse_iso8601_ns("2024-05-26T15:03:35+02:00"),
             Some(1_716_728_615_000_000_000)

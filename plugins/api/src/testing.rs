@@ -85,9 +85,7 @@ fn futures_lite_pop(queue: &Queue) -> Option<crate::channel::Batch> {
 pub async fn run_over(component: &mut dyn Component, events: Vec<Event>) -> Vec<Event> {
     let mut wiring = wire("under_test", true);
     let input = wiring.input.take().expect("wired with an input");
-    input
-        .push(Arc::new(events), WhenFull::Block)
-        .await;
+    input.push(Arc::new(events), WhenFull::Block).await;
     input.close();
     component
         .run(&mut wiring.io)
