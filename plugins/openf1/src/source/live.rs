@@ -12,8 +12,9 @@
 //! The token bucket paces all of it: with the free tier's 30 requests per 10 s a poll cycle
 //! takes longer than a second.
 //!
-//! Time-series records carry their own `date`; documents are stamped with the newest data time
-//! seen, so the stream's event time only moves forward. Ticks follow the newest data time.
+//! Time-series records carry their own `date`, sorted within each poll's batch. Documents lead
+//! their batch (consumers learn the session and drivers before their data), stamped with the
+//! batch's first instant. Ticks follow the newest data time.
 //! Reference paths are emitted as they become known: a new fastest lap or a pit pass, once the
 //! recent location samples (kept for a few minutes) cover it.
 //!
@@ -331,12 +332,6 @@ impl Live {
             documents.extend(self.reference_paths());
         }
 
-        let clock = self.clock();
-        timed.extend(
-            documents
-                .into_iter()
-                .map(|record| Event::new(clock, record)),
-        );
         if let Some(newest) = self.newest {
             let mut tick = self
                 .next_tick
@@ -350,7 +345,16 @@ impl Live {
         }
         // Stable: at one instant, data before the tick that follows it.
         timed.sort_by_key(|event| (event.time_ns, matches!(event.record, Record::Tick)));
-        out.events = timed;
+        // Documents first, so that consumers know the session and drivers before their data,
+        // stamped with the batch's first instant so that time never goes back in a batch.
+        let stamp = timed
+            .first()
+            .map_or_else(|| self.clock(), |event| event.time_ns);
+        out.events = documents
+            .into_iter()
+            .map(|record| Event::new(stamp, record))
+            .chain(timed)
+            .collect();
         out
     }
 
