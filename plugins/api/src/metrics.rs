@@ -33,7 +33,8 @@ impl ComponentMetrics {
         self.sent.fetch_add(events as u64, Ordering::Relaxed);
     }
 
-    /// Events dropped by a full queue (`when_full = "drop_*"`) or thrown away as invalid.
+    /// Events lost: dropped by a full queue (`when_full = "drop_*"`) or thrown away as
+    /// invalid. Records of kinds a component does not use are not "discarded".
     pub fn add_discarded(&self, events: usize) {
         self.discarded.fetch_add(events as u64, Ordering::Relaxed);
     }

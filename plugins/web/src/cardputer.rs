@@ -341,7 +341,7 @@ impl Component for CardputerSink {
                 .min();
             tokio::select! {
                 batch = input.recv() => match batch {
-                    Some(batch) => self.apply(&batch, &io.metrics),
+                    Some(batch) => self.apply(&batch),
                     None => break,
                 },
                 _ = sleep_until(due) => self.publish_finished(Instant::now()),
@@ -386,15 +386,15 @@ impl CardputerSink {
         })
     }
 
-    fn apply(&mut self, batch: &[Event], metrics: &ComponentMetrics) {
+    fn apply(&mut self, batch: &[Event]) {
         let now = Instant::now();
         for event in batch {
+            // Records of other kinds or sessions are simply not ours: ignoring them is not
+            // a loss, so they are not counted as discarded.
             let Some(key) = session_of(&event.record) else {
-                metrics.add_discarded(1);
                 continue;
             };
             if self.only_session.as_ref().is_some_and(|only| only != key) {
-                metrics.add_discarded(1);
                 continue;
             }
             let session = self.session(key);
@@ -415,15 +415,12 @@ impl CardputerSink {
                     }
                 }
                 record => {
-                    let applied = session
+                    session
                         .hub
                         .documents
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .apply(event.time_ns, record);
-                    if !applied {
-                        metrics.add_discarded(1);
-                    }
                 }
             }
         }
