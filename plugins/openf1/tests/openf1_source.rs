@@ -662,8 +662,10 @@ async fn paces_by_event_time_loops_and_stops_on_shutdown() {
 }
 
 fn live_db(now: i64) -> Db {
-    let mut db = Db::default();
-    db.credentials = Some(("fan@example.com".into(), "s3cret".into()));
+    let mut db = Db {
+        credentials: Some(("fan@example.com".into(), "s3cret".into())),
+        ..Db::default()
+    };
     db.push("sessions", json!({"session_key": 9999, "meeting_key": 1, "session_name": "Race", "date_start": iso(now - 600 * S), "date_end": iso(now + 3600 * S)}));
     db.push(
         "meetings",
@@ -786,25 +788,26 @@ async fn live_polling_emits_new_rows_as_they_appear() {
     let newest = positions.iter().map(|p| p.0).max().unwrap();
     assert_eq!(newest, now + 25 * 100_000_000);
 
-    let db = server.db.lock().unwrap();
-    assert!(!db.tokens.is_empty(), "a token was obtained");
-    assert!(
-        db.statuses.iter().all(|s| *s != 401),
-        "every request carried it"
-    );
-    assert!(
-        db.statuses.iter().all(|s| *s != 500),
-        "no query was too wide"
-    );
-    let location_polls: Vec<&String> = db
-        .requests
-        .iter()
-        .filter(|r| r.starts_with("location?"))
-        .collect();
-    assert!(location_polls.len() >= 10);
-    assert!(location_polls
-        .iter()
-        .all(|r| r.contains("date>") && !r.contains("driver_number")));
-    drop(db);
+    {
+        let db = server.db.lock().unwrap();
+        assert!(!db.tokens.is_empty(), "a token was obtained");
+        assert!(
+            db.statuses.iter().all(|s| *s != 401),
+            "every request carried it"
+        );
+        assert!(
+            db.statuses.iter().all(|s| *s != 500),
+            "no query was too wide"
+        );
+        let location_polls: Vec<&String> = db
+            .requests
+            .iter()
+            .filter(|r| r.starts_with("location?"))
+            .collect();
+        assert!(location_polls.len() >= 10);
+        assert!(location_polls
+            .iter()
+            .all(|r| r.contains("date>") && !r.contains("driver_number")));
+    }
     server.stop().await;
 }

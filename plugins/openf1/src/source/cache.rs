@@ -309,7 +309,7 @@ pub fn load_cache(dir: &Path) -> Result<SessionData, CacheError> {
         }
     }
     // Largest first, so that no core is left with one big file at the end.
-    sized.sort_by(|a, b| b.0.cmp(&a.0));
+    sized.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
     tasks.extend(sized.into_iter().map(|(_, task)| task));
 
     let workers = std::thread::available_parallelism()
@@ -481,10 +481,7 @@ fn document<T: serde::de::DeserializeOwned>(
 fn load_documents(dir: &Path, session_key: &SessionKey, skipped: &mut Skipped) -> SessionData {
     let key: &str = session_key;
     let sessions: Vec<Session> = document(dir, "sessions", key, skipped);
-    let mut session = sessions
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| Session::default());
+    let mut session = sessions.into_iter().next().unwrap_or_default();
     session.session_key = session_key.clone();
 
     #[derive(Deserialize)]

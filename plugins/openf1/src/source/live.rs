@@ -289,7 +289,7 @@ impl Live {
             (row.date.clone(), Record::Interval(Arc::new(row)))
         })
         .await;
-        if cycle % SLOW_EVERY == 0 {
+        if cycle.is_multiple_of(SLOW_EVERY) {
             self.dated::<RaceControlMessage>(api, "race_control", &mut out, &mut timed, |row| {
                 (row.date.clone(), Record::RaceControl(Arc::new(row)))
             })
@@ -307,7 +307,7 @@ impl Live {
             self.pending_pits.extend(pits);
         }
         let mut laps_changed = false;
-        if cycle % DOCUMENTS_EVERY == 0 {
+        if cycle.is_multiple_of(DOCUMENTS_EVERY) {
             laps_changed = self.documents(api, &mut out, &mut documents).await;
         }
 

@@ -361,7 +361,7 @@ impl Component for OpenF1Source {
 
 /// Log only the first few occurrences of something, then every 1000th.
 pub(crate) fn worth_logging(count: u64) -> bool {
-    count <= 5 || count % 1000 == 0
+    count <= 5 || count.is_multiple_of(1000)
 }
 
 /// Whether a record belongs to the paced time series rather than the replay's preamble.

@@ -583,10 +583,7 @@ where
         return Ok(out);
     }
     out.clear();
-    let raws = match raw_rows(text) {
-        Ok(raws) => raws,
-        Err(error) => return Err(error),
-    };
+    let raws = raw_rows(text)?;
     for raw in raws {
         match serde_json::from_str::<R>(raw.get()).map(&mut convert) {
             Ok(Row::Keep(item)) => out.push(item),
