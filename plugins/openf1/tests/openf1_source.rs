@@ -811,3 +811,59 @@ async fn live_polling_emits_new_rows_as_they_appear() {
     }
     server.stop().await;
 }
+
+/// The cache contract shared with the sample generator: its output replays as is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_the_simulated_sample_session() {
+    let root = tempfile::tempdir().unwrap();
+    for gzip in [false, true] {
+        let options = pitwall_openf1::sample::SampleOptions {
+            session_key: if gzip { 9002 } else { 9001 },
+            laps: 3,
+            cars: 4,
+            seed: 7,
+            gzip,
+            out_dir: root.path().to_path_buf(),
+        };
+        let summary = pitwall_openf1::sample::generate(&options).unwrap();
+        let config: OpenF1Config = parse_config(&format!(
+            "session_key = {}\nspeed = 0\nbase_url = \"http://127.0.0.1:9/v1\"\ncache_dir = {:?}",
+            options.session_key,
+            root.path().display().to_string()
+        ));
+        let (events, discarded) = replay(&config).await;
+        assert_eq!(discarded, 0, "the sample is clean");
+        let Record::Session(session) = &events[0].record else {
+            panic!("session first");
+        };
+        assert!(session.note.as_deref().unwrap_or("").contains("simulated"));
+        let paths = events
+            .iter()
+            .filter(|e| e.kind() == RecordKind::ReferencePath)
+            .count();
+        assert_eq!(paths, 2, "a lap and a pit pass");
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.kind() == RecordKind::Driver)
+                .count(),
+            4
+        );
+        let start = events[0].time_ns;
+        let series: Vec<&Event> = events
+            .iter()
+            .filter(|e| pitwall_openf1::source::is_time_series(&e.record))
+            .collect();
+        assert!(series.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+        assert!(series.iter().all(|e| e.time_ns >= start));
+        let positions = series
+            .iter()
+            .filter(|e| e.kind() == RecordKind::Position)
+            .count();
+        assert!(
+            positions > 0 && positions <= summary.location_rows,
+            "{positions}"
+        );
+        assert_eq!(events.last().unwrap().kind(), RecordKind::SessionEnd);
+    }
+}

@@ -126,6 +126,9 @@ pub struct Manifest {
     pub source: Option<String>,
     #[serde(default)]
     pub created: Option<String>,
+    /// Set by the sample generator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
 }
 
 impl Manifest {
@@ -138,9 +141,11 @@ impl Manifest {
     }
 
     pub fn is_simulated(&self) -> bool {
-        self.source
-            .as_deref()
-            .is_some_and(|s| s.to_ascii_lowercase().contains("simulated"))
+        self.simulated
+            || self
+                .source
+                .as_deref()
+                .is_some_and(|s| s.to_ascii_lowercase().contains("simulated"))
     }
 }
 
@@ -160,6 +165,7 @@ pub fn write_manifest(dir: &Path, session_key: u64, source: &str) -> io::Result<
         complete: true,
         source: Some(source.to_string()),
         created: Some(now_iso8601()),
+        simulated: false,
     };
     let text = serde_json::to_vec_pretty(&manifest).map_err(io::Error::other)?;
     write_atomic(&dir.join(MANIFEST), &text)
