@@ -53,6 +53,9 @@ enum Command {
         /// Show only this type.
         #[arg(value_name = "TYPE")]
         type_name: Option<String>,
+        /// Print the reference as Markdown (the README's component section).
+        #[arg(long)]
+        markdown: bool,
     },
     /// Print the JSON Schema of pipeline files (for editor completion and checks).
     Schema,
@@ -104,11 +107,19 @@ pub fn main() -> ExitCode {
         }
         Command::Validate { pipelines } => validate(&pipelines),
         Command::Graph { pipeline, format } => graph(&pipeline, format),
-        Command::List { type_name } => {
-            print!(
-                "{}",
-                crate::schema::render_list(&Registry::builtin(), type_name.as_deref())
-            );
+        Command::List {
+            type_name,
+            markdown,
+        } => {
+            let registry = Registry::builtin();
+            if markdown {
+                print!("{}", crate::schema::render_markdown(&registry));
+            } else {
+                print!(
+                    "{}",
+                    crate::schema::render_list(&registry, type_name.as_deref())
+                );
+            }
             ExitCode::SUCCESS
         }
         Command::Schema => {

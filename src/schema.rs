@@ -230,6 +230,10 @@ fn type_name(property: &Value, definitions: &Map<String, Value>) -> String {
             .iter()
             .filter_map(Value::as_str)
             .filter(|t| *t != "null")
+            .map(|t| match (t, property.get("items")) {
+                ("array", Some(items)) => format!("[{}]", type_name(items, definitions)),
+                _ => t.to_string(),
+            })
             .collect::<Vec<_>>()
             .join(" | "),
         _ => "any".to_string(),
@@ -262,8 +266,8 @@ pub fn render_list(registry: &Registry, only: Option<&str>) -> String {
             for doc in docs {
                 let default = match (&doc.default, doc.required) {
                     (_, true) => " (required)".to_string(),
-                    (Some(default), _) => format!(" = {default}"),
-                    (None, false) => " (optional)".to_string(),
+                    (Some(default), _) if default != "null" => format!(" = {default}"),
+                    _ => " (optional)".to_string(),
                 };
                 let _ = writeln!(out, "    {}: {}{}", doc.name, doc.kind, default);
                 if !doc.description.is_empty() {
@@ -277,4 +281,56 @@ pub fn render_list(registry: &Registry, only: Option<&str>) -> String {
         out.push_str("no component type of that name; run `pitwall-flow list` for all\n");
     }
     out
+}
+
+/// The component reference of the README: `pitwall-flow list --markdown`.
+pub fn render_markdown(registry: &Registry) -> String {
+    let mut out = String::new();
+    for role in [Role::Source, Role::Transform, Role::Sink] {
+        let _ = writeln!(out, "### {}s\n", capitalised(role.name()));
+        for spec in registry.of_role(role) {
+            let _ = writeln!(out, "#### `{}`\n", spec.type_name);
+            if role == Role::Source {
+                let _ = writeln!(out, "{}.\n", spec.summary);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{}. Inputs default to `when_full = \"{}\"`.\n",
+                    spec.summary,
+                    spec.default_when_full.name()
+                );
+            }
+            let docs = option_docs(spec);
+            if docs.is_empty() {
+                out.push_str("No options.\n\n");
+                continue;
+            }
+            out.push_str("| option | type | default | what it does |\n|---|---|---|---|\n");
+            for doc in docs {
+                let default = match (&doc.default, doc.required) {
+                    (_, true) => "required".to_string(),
+                    (Some(d), _) if d != "null" => format!("`{d}`"),
+                    _ => "optional".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} |",
+                    doc.name,
+                    doc.kind.replace('|', "\\|"),
+                    default.replace('|', "\\|"),
+                    doc.description.replace('|', "\\|")
+                );
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
