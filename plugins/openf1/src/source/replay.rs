@@ -54,7 +54,14 @@ pub async fn run(
         }
     }
     let load_dir = dir.clone();
+    let started = std::time::Instant::now();
     let data = tokio::task::spawn_blocking(move || cache::load_cache(&load_dir)).await??;
+    tracing::info!(
+        session_key,
+        samples = data.sample_count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "openf1: cache loaded"
+    );
     if data.skipped.rows > 0 || data.skipped.files > 0 {
         tracing::warn!(
             rows = data.skipped.rows,
@@ -78,6 +85,8 @@ pub async fn replay(data: &SessionData, config: &OpenF1Config, io: &mut Io) {
     let preamble = preamble(data, start);
     let mut pacer = Pacer::new(config.speed);
     loop {
+        let started = std::time::Instant::now();
+        let sent_before = io.metrics.snapshot().sent;
         if !send(io, preamble.clone()).await {
             return;
         }
@@ -85,6 +94,12 @@ pub async fn replay(data: &SessionData, config: &OpenF1Config, io: &mut Io) {
         if !play(&mut merge, &mut pacer, io).await {
             return;
         }
+        tracing::info!(
+            session_key = %data.session_key,
+            events = io.metrics.snapshot().sent - sent_before,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "openf1: replay reached the end of the session"
+        );
         if !config.loop_replay || io.shutdown.is_triggered() {
             return;
         }
