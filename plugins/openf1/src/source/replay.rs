@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pitwall_api::pacing::Pacer;
-use pitwall_api::record::{Event, Record, SessionEnd, SessionKey};
+use pitwall_api::record::{Event, Record, RecordKind, SessionEnd, SessionKey};
 use pitwall_api::{ComponentError, Io};
 
 use super::cache::{self, SessionData};
@@ -120,7 +120,8 @@ pub fn start_time(data: &SessionData, start: StartAt) -> i64 {
 }
 
 /// Everything a replay knows before it starts, stamped `time_ns`: the session, drivers,
-/// laps, stints, pit stops, results, grid, and the reference paths.
+/// laps, stints, pit stops, results, grid, the reference paths, and where everyone stands
+/// at the start (the latest position, gap and weather from before it).
 pub fn preamble(data: &SessionData, time_ns: i64) -> Vec<Event> {
     let key = &data.session_key;
     let mut events = Vec::new();
@@ -157,6 +158,23 @@ pub fn preamble(data: &SessionData, time_ns: i64) -> Vec<Event> {
         None => {
             tracing::info!(session_key = %key, "openf1: no pit pass with location samples; no pit-lane reference path")
         }
+    }
+    // Positions, gaps and weather are change events: a replay that starts at the race
+    // start must still say where everyone stands then, so the latest value of each from
+    // before the start is part of what is known at the start.
+    let before = &data.series[..data.series.partition_point(|e| e.time_ns < time_ns)];
+    let mut state_at_start = std::collections::BTreeMap::new();
+    for event in before {
+        let key = match &event.record {
+            Record::RacePosition(position) => (RecordKind::RacePosition, position.car),
+            Record::Interval(interval) => (RecordKind::Interval, interval.driver_number),
+            Record::Weather(_) => (RecordKind::Weather, 0),
+            _ => continue,
+        };
+        state_at_start.insert(key, &event.record);
+    }
+    for record in state_at_start.into_values() {
+        push(record.clone());
     }
     events
 }

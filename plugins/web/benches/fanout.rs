@@ -1,7 +1,6 @@
-//! Load check of the `cardputer` sink (ignored by default: it takes ~15 s and wants a quiet
-//! machine). Run it with
+//! Fan-out benchmark of the `cardputer` sink (about 15 s; wants a quiet machine):
 //!
-//!     cargo test -p pitwall-web --release --test load -- --ignored --nocapture
+//!     cargo bench -p pitwall-web --bench fanout
 //!
 //! 1,000 WebSocket clients, 20 cars at 10 frames/s. The sink and its server run on their own
 //! runtime whose threads are named `sink-rt`, the clients on another, so the CPU time of the
@@ -44,8 +43,13 @@ fn cpu_seconds_of_threads(name: &str) -> f64 {
     total as f64 / ticks_per_second
 }
 
-#[test]
-#[ignore]
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    thousand_clients_at_ten_frames_per_second();
+}
+
 fn thousand_clients_at_ten_frames_per_second() {
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
