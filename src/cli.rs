@@ -292,7 +292,7 @@ async fn run(path: &Path, watch: bool) -> ExitCode {
             Some(()) = reload_rx.recv() => {
                 reload(path, &registry, &mut topology, &mut last_text, false).await;
             }
-            _ = tokio::time::sleep(Duration::from_millis(100)), if exit_when_done => {
+            _ = tokio::time::sleep(Duration::from_millis(5)), if exit_when_done => {
                 if topology.sources_finished() {
                     tracing::info!("every source has finished: draining and exiting");
                     break;

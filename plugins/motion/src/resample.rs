@@ -88,6 +88,10 @@ pub struct ResampleConfig {
     /// event) to wait for the metadata before counting from the first event instead.
     #[serde(default = "default_metadata_wait_ms")]
     pub metadata_wait_ms: u64,
+    /// ... and at least this long in wall-clock time: a replay at speed 0 covers minutes of
+    /// event time before the `track_layout` transform upstream has even run once.
+    #[serde(default = "default_metadata_wait_wall_ms")]
+    pub metadata_wait_wall_ms: u64,
     /// Emit the frame for grid time g once event time has reached g + lag_ms, so that the
     /// sample after g is known.
     #[serde(default = "default_lag_ms")]
@@ -108,6 +112,10 @@ pub struct ResampleConfig {
 fn default_interval_ms() -> u64 {
     100
 }
+fn default_metadata_wait_wall_ms() -> u64 {
+    500
+}
+
 fn default_metadata_wait_ms() -> u64 {
     2000
 }
@@ -127,6 +135,7 @@ impl Default for ResampleConfig {
             interval_ms: default_interval_ms(),
             reference: Reference::default(),
             metadata_wait_ms: default_metadata_wait_ms(),
+            metadata_wait_wall_ms: default_metadata_wait_wall_ms(),
             lag_ms: default_lag_ms(),
             max_gap_ms: default_max_gap_ms(),
             max_hold_ms: default_max_hold_ms(),
@@ -259,6 +268,7 @@ struct Params {
     max_gap_ns: i64,
     max_hold_ns: i64,
     wait_ns: i64,
+    wait_wall: std::time::Duration,
     reference: Reference,
     emit_before_reference: bool,
 }
@@ -284,6 +294,8 @@ struct CarState {
 struct SessionState {
     key: SessionKey,
     first_seen: i64,
+    /// When the session was first seen, by the wall clock.
+    first_seen_wall: std::time::Instant,
     last_activity: i64,
     reference: Option<i64>,
     next_grid: Option<i64>,
@@ -313,6 +325,7 @@ impl SessionState {
         Self {
             key,
             first_seen: t,
+            first_seen_wall: std::time::Instant::now(),
             last_activity: t,
             reference: (params.reference == Reference::FirstEvent).then_some(t),
             next_grid: None,
@@ -502,6 +515,7 @@ impl Resampler {
                 max_gap_ns: ms(config.max_gap_ms),
                 max_hold_ns: ms(config.max_hold_ms),
                 wait_ns: ms(config.metadata_wait_ms),
+                wait_wall: std::time::Duration::from_millis(config.metadata_wait_wall_ms),
                 reference: config.reference,
                 emit_before_reference: config.emit_before_reference,
             },
@@ -663,8 +677,15 @@ impl Resampler {
                 Some(reference) => reference,
                 None => {
                     let deadline = session.first_seen.saturating_add(params.wait_ns);
-                    if !session.closing && watermark < deadline {
-                        wake = wake.min(deadline);
+                    let event_waiting = watermark < deadline;
+                    let wall_waiting = session.first_seen_wall.elapsed() < params.wait_wall;
+                    if !session.closing && (event_waiting || wall_waiting) {
+                        // Past the event-time deadline, look again on the next input.
+                        wake = wake.min(if event_waiting {
+                            deadline
+                        } else {
+                            watermark.saturating_add(1)
+                        });
                         i += 1;
                         continue;
                     }
@@ -1014,7 +1035,10 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_first_event_without_metadata() {
-        let mut core = Resampler::new(&ResampleConfig::default());
+        let mut core = Resampler::new(&ResampleConfig {
+            metadata_wait_wall_ms: 0,
+            ..ResampleConfig::default()
+        });
         let mut out = feed(&mut core, &[pos(50, 1, 1.0, 1.0), tick(1900)]);
         assert!(out.is_empty(), "still waiting for race_metadata");
         out.extend(feed(&mut core, &[tick(2050)]));
