@@ -10,6 +10,9 @@ use tokio::time::Instant;
 #[derive(Clone, Debug)]
 pub struct Pacer {
     speed: f64,
+    /// Release events this much earlier than their due time (event time, so it scales
+    /// with speed like everything else).
+    lead_ns: i64,
     /// (wall clock, event time) of the first paced event.
     anchor: Option<(Instant, i64)>,
 }
@@ -22,8 +25,17 @@ impl Pacer {
             } else {
                 0.0
             },
+            lead_ns: 0,
             anchor: None,
         }
+    }
+
+    /// Release each event `lead_ns` of event time ahead of its due time. A transform that
+    /// holds output until it has seen `lag` of event time beyond it (resampling waits for the
+    /// next sample) is then on time, and the first of its output goes out at the start.
+    pub fn with_lead(mut self, lead_ns: i64) -> Self {
+        self.lead_ns = lead_ns.max(0);
+        self
     }
 
     pub fn speed(&self) -> f64 {
@@ -36,7 +48,7 @@ impl Pacer {
             return None;
         }
         let (wall, event) = *self.anchor.get_or_insert((Instant::now(), time_ns));
-        let ahead_ns = (time_ns - event) as f64 / self.speed;
+        let ahead_ns = (time_ns - event - self.lead_ns) as f64 / self.speed;
         if ahead_ns <= 0.0 {
             return None;
         }
@@ -66,6 +78,15 @@ mod tests {
         let mut pacer = Pacer::new(2.0);
         assert_eq!(pacer.delay_until(1_000_000_000), None);
         let delay = pacer.delay_until(3_000_000_000).unwrap();
+        assert!(delay <= Duration::from_secs(1) && delay > Duration::from_millis(900));
+        let mut early = Pacer::new(1.0).with_lead(300_000_000);
+        assert_eq!(early.delay_until(0), None);
+        assert_eq!(
+            early.delay_until(300_000_000),
+            None,
+            "within the lead: at once"
+        );
+        let delay = early.delay_until(1_300_000_000).unwrap();
         assert!(delay <= Duration::from_secs(1) && delay > Duration::from_millis(900));
         let mut fast = Pacer::new(0.0);
         assert_eq!(fast.delay_until(0), None);

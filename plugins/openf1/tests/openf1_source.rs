@@ -629,7 +629,7 @@ async fn paces_by_event_time_loops_and_stops_on_shutdown() {
     )
     .unwrap();
     let config: OpenF1Config = parse_config(&format!(
-        "session_key = 7\nspeed = 2.0\nloop = true\nstart = \"data_start\"\nbase_url = \"http://127.0.0.1:9/v1\"\ncache_dir = {:?}",
+        "session_key = 7\nspeed = 2.0\nlead_ms = 0\nloop = true\nstart = \"data_start\"\nbase_url = \"http://127.0.0.1:9/v1\"\ncache_dir = {:?}",
         root.path().display().to_string()
     ));
     let mut component = config.build(&build_context("f1", ".")).unwrap();

@@ -116,6 +116,11 @@ pub struct OpenF1Config {
     /// A `tick` record every this many ms of event time, so time-driven transforms advance.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
+    /// Replay: release events this many ms of event time ahead of the replay clock. Match
+    /// it to a downstream `resample`'s `lag_ms` and frames leave on time, the first one as
+    /// the replay starts.
+    #[serde(default = "default_lead_ms")]
+    pub lead_ms: u64,
     /// OpenF1 account (paid tier, needed for live data), normally "${OPENF1_USERNAME}".
     #[serde(default)]
     pub username: Option<Secret>,
@@ -147,6 +152,9 @@ fn default_window_minutes() -> f64 {
 }
 fn default_tick_ms() -> u64 {
     100
+}
+fn default_lead_ms() -> u64 {
+    300
 }
 fn default_poll_interval_ms() -> u64 {
     1000

@@ -83,7 +83,10 @@ pub async fn replay(data: &SessionData, config: &OpenF1Config, io: &mut Io) {
     let start = start_time(data, config.start_at());
     let tick_ns = i64::try_from(config.tick_ms.max(1)).unwrap_or(100) * 1_000_000;
     let preamble = preamble(data, start);
-    let mut pacer = Pacer::new(config.speed);
+    let lead_ns = i64::try_from(config.lead_ms)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000);
+    let mut pacer = Pacer::new(config.speed).with_lead(lead_ns);
     loop {
         let started = std::time::Instant::now();
         let sent_before = io.metrics.snapshot().sent;
@@ -121,7 +124,7 @@ pub fn start_time(data: &SessionData, start: StartAt) -> i64 {
 
 /// Everything a replay knows before it starts, stamped `time_ns`: the session, drivers,
 /// laps, stints, pit stops, results, grid, the reference paths, and where everyone stands
-/// at the start (the latest position, gap and weather from before it).
+/// at the start (the latest race position, gap, location and weather from before it).
 pub fn preamble(data: &SessionData, time_ns: i64) -> Vec<Event> {
     let key = &data.session_key;
     let mut events = Vec::new();
@@ -175,6 +178,25 @@ pub fn preamble(data: &SessionData, time_ns: i64) -> Vec<Event> {
     }
     for record in state_at_start.into_values() {
         push(record.clone());
+    }
+    // Likewise each car's last location before the start (on the grid, in the garage), so
+    // a display has every car from the first instant instead of from its next sample.
+    for car in &data.cars {
+        let at = car
+            .location
+            .partition_point(|sample| sample.time_ns < time_ns);
+        if car
+            .location
+            .get(at)
+            .is_some_and(|next| next.time_ns == time_ns)
+        {
+            continue; // It has a sample at the start itself.
+        }
+        if let Some(sample) = at.checked_sub(1).map(|last| &car.location[last]) {
+            if sample.x != 0.0 || sample.y != 0.0 {
+                push(Record::Position(sample.to_record(key, car.driver_number)));
+            }
+        }
     }
     events
 }
