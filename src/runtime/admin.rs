@@ -138,8 +138,10 @@ impl AdminState {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let (ok, failed) = self.reload_counts();
+        // Degraded while any component is waiting to be restarted after a failure.
+        let degraded = components.iter().any(|c| c["status"] == Status::Restarting.name());
         json!({
-            "status": "ok",
+            "status": if degraded { "degraded" } else { "ok" },
             "pipeline": self.pipeline,
             "uptime_s": self.started.elapsed().as_secs(),
             "reloads": {
