@@ -284,13 +284,25 @@ impl Api {
 
     /// The bearer token, obtained or renewed as needed; `None` without credentials.
     async fn bearer(&self) -> Result<Option<String>, FetchError> {
+        Ok(self.access_token().await?.map(|(value, _)| value))
+    }
+
+    /// Forget the current token (it was refused): the next request obtains a new one.
+    pub async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// The access token and when it should be renewed (a minute before it expires),
+    /// obtained from `POST {root}/token` when there is none or it is due; `None` without
+    /// credentials. The MQTT stream uses it as its password.
+    pub async fn access_token(&self) -> Result<Option<(String, Instant)>, FetchError> {
         let Some((username, password)) = &self.credentials else {
             return Ok(None);
         };
         let mut token = self.token.lock().await;
         if let Some(current) = token.as_ref() {
             if Instant::now() < current.renew_at {
-                return Ok(Some(current.value.clone()));
+                return Ok(Some((current.value.clone(), current.renew_at)));
             }
         }
         #[derive(Deserialize)]
@@ -337,12 +349,13 @@ impl Api {
         .unwrap_or(3600.0);
         let margin = (lifetime / 10.0).min(60.0);
         let value = parsed.access_token;
+        let renew_at = Instant::now() + Duration::from_secs_f64(lifetime - margin);
         *token = Some(Token {
             value: value.clone(),
-            renew_at: Instant::now() + Duration::from_secs_f64(lifetime - margin),
+            renew_at,
         });
         tracing::info!(expires_in_s = lifetime, "openf1: obtained an access token");
-        Ok(Some(value))
+        Ok(Some((value, renew_at)))
     }
 
     fn set_progress(&self, bar: Option<ProgressBar>) {

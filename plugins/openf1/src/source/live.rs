@@ -139,7 +139,7 @@ pub struct Live {
     pit_path_sent: bool,
     /// Newest time-series time seen, and the tick grid behind it.
     newest: Option<i64>,
-    next_tick: Option<i64>,
+    pub(crate) next_tick: Option<i64>,
     tick_ns: i64,
     last_news: Instant,
     pub failures: u64,
@@ -216,6 +216,61 @@ impl Live {
         }
     }
 
+    /// Keep a location sample for reference paths.
+    pub(crate) fn keep_location(&mut self, car: u32, sample: LocationSample) {
+        self.location.entry(car).or_default().push_back(sample);
+    }
+
+    /// Keep a car_data sample for reference paths (pit lane detection).
+    pub(crate) fn keep_car_data(&mut self, car: u32, sample: CarSample) {
+        self.car_data.entry(car).or_default().push_back(sample);
+    }
+
+    /// Store a lap; whether it was new or changed.
+    pub(crate) fn keep_lap(&mut self, lap: Lap) -> bool {
+        changed(&mut self.laps, (lap.driver_number, lap.lap_number), lap)
+    }
+
+    /// A pit stop whose pass may become a reference path.
+    pub(crate) fn keep_pit(&mut self, pit: Pit) {
+        if !self.pit_path_sent {
+            self.pending_pits.push(pit);
+        }
+    }
+
+    /// Data up to `time_ns` has been seen.
+    pub(crate) fn saw_data_at(&mut self, time_ns: i64) {
+        self.newest = Some(self.newest.map_or(time_ns, |n| n.max(time_ns)));
+    }
+
+    /// The newest data time seen.
+    pub(crate) fn newest(&self) -> Option<i64> {
+        self.newest
+    }
+
+    /// Drop samples older than a few minutes, then the reference paths that became known
+    /// (only looked for when laps changed or pit passes are pending).
+    pub(crate) fn housekeeping(&mut self, laps_changed: bool) -> Vec<Record> {
+        let horizon = self.clock() - BUFFER_NS;
+        for buffer in self.location.values_mut() {
+            while buffer.front().is_some_and(|s| s.time_ns < horizon) {
+                buffer.pop_front();
+            }
+            buffer.make_contiguous();
+        }
+        for buffer in self.car_data.values_mut() {
+            while buffer.front().is_some_and(|s| s.time_ns < horizon) {
+                buffer.pop_front();
+            }
+            buffer.make_contiguous();
+        }
+        if laps_changed || !self.pending_pits.is_empty() {
+            self.reference_paths()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// One poll cycle.
     pub async fn poll(&mut self, api: &Api, cycle: u64) -> PollOutcome {
         let mut out = PollOutcome::default();
@@ -247,7 +302,7 @@ impl Live {
                                 sample.time_ns,
                                 Record::Position(sample.to_record(&key, car)),
                             ));
-                            self.location.entry(car).or_default().push_back(sample);
+                            self.keep_location(car, sample);
                         }
                     }
                     Err(_) => out.skipped.files += 1,
@@ -264,7 +319,7 @@ impl Live {
                             sample.time_ns,
                             Record::CarData(sample.to_record(&key, car)),
                         ));
-                        self.car_data.entry(car).or_default().push_back(sample);
+                        self.keep_car_data(car, sample);
                     }
                 } else {
                     out.skipped.files += 1;
@@ -311,26 +366,10 @@ impl Live {
             laps_changed = self.documents(api, &mut out, &mut documents).await;
         }
 
-        // Keep a few minutes of samples for reference paths.
         if let Some(newest) = timed.iter().map(|e| e.time_ns).max() {
-            self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
+            self.saw_data_at(newest);
         }
-        let horizon = self.clock() - BUFFER_NS;
-        for buffer in self.location.values_mut() {
-            while buffer.front().is_some_and(|s| s.time_ns < horizon) {
-                buffer.pop_front();
-            }
-            buffer.make_contiguous();
-        }
-        for buffer in self.car_data.values_mut() {
-            while buffer.front().is_some_and(|s| s.time_ns < horizon) {
-                buffer.pop_front();
-            }
-            buffer.make_contiguous();
-        }
-        if laps_changed || !self.pending_pits.is_empty() {
-            documents.extend(self.reference_paths());
-        }
+        documents.extend(self.housekeeping(laps_changed));
 
         if let Some(newest) = self.newest {
             let mut tick = self

@@ -25,8 +25,14 @@
 //! `car_data` for all drivers but only since the last poll, documents (drivers, laps, stints,
 //! results) re-fetched every few seconds and emitted when a row is new or changed. Live data
 //! needs OpenF1's paid tier: give `username`/`password` (from the environment) and a bearer
-//! token is obtained from `POST {root}/token` and renewed before it expires. OpenF1's MQTT
-//! stream is a different source.
+//! token is obtained from `POST {root}/token` and renewed before it expires.
+//!
+//! **Live over MQTT** (`transport = "mqtt"`, see [`mqtt`]) subscribes to OpenF1's MQTT stream
+//! instead (`mqtts://mqtt.openf1.org:8883`, the access token as password) and turns each
+//! message into the same records as REST polling, in `_id` order, batched every few tens of
+//! ms, with ticks every `tick_ms` of wall time. It reconnects forever with backoff, and with
+//! a new token before the old one expires. `mqtt://host:port` (no TLS, no credentials needed)
+//! reaches a local broker.
 //!
 //! Cache layout (shared with the simulated sample generator), `{cache_dir}/race_data_{key}/`:
 //! one JSON array per endpoint (`sessions.json`, `drivers.json`, `laps.json`, ...), one per
@@ -47,6 +53,11 @@
 //! window_minutes = 5.0
 //! tick_ms = 100
 //! poll_interval_ms = 1000
+//! transport = "rest"              # live mode: or "mqtt"
+//! mqtt_url = "mqtts://mqtt.openf1.org:8883"
+//! mqtt_topics = ["v1/sessions", "v1/drivers", "v1/location", "v1/car_data", "v1/position",
+//!   "v1/intervals", "v1/laps", "v1/stints", "v1/pit", "v1/race_control",
+//!   "v1/session_result", "v1/weather", "v1/starting_grid"]
 //! # username = "${OPENF1_USERNAME}"
 //! # password = "${OPENF1_PASSWORD}"
 //! ```
@@ -54,6 +65,7 @@
 pub mod cache;
 pub mod fetch;
 pub mod live;
+pub mod mqtt;
 pub mod reference;
 pub mod replay;
 pub mod rows;
@@ -76,7 +88,7 @@ pub fn spec() -> ComponentSpec {
     ComponentSpec::new::<OpenF1Config>(
         "openf1",
         Role::Source,
-        "A Formula 1 session from the OpenF1 REST API: cached replay or live polling",
+        "A Formula 1 session from OpenF1: cached replay, live REST polling or the live MQTT stream",
     )
 }
 
@@ -130,6 +142,16 @@ pub struct OpenF1Config {
     /// Live mode: how often the API is polled.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// Live mode: "rest" (poll the REST API) or "mqtt" (OpenF1's MQTT stream; paid tier).
+    #[serde(default)]
+    pub transport: Transport,
+    /// Live mode over MQTT: the broker, "mqtts://host:port" (TLS) or "mqtt://host:port"
+    /// (plain TCP: local brokers and tests).
+    #[serde(default = "default_mqtt_url")]
+    pub mqtt_url: String,
+    /// Live mode over MQTT: the topics subscribed (QoS 1). Each is an OpenF1 REST path.
+    #[serde(default = "default_mqtt_topics")]
+    pub mqtt_topics: Vec<String>,
 }
 
 fn default_speed() -> f64 {
@@ -158,6 +180,12 @@ fn default_lead_ms() -> u64 {
 }
 fn default_poll_interval_ms() -> u64 {
     1000
+}
+fn default_mqtt_url() -> String {
+    mqtt::DEFAULT_URL.to_string()
+}
+fn default_mqtt_topics() -> Vec<String> {
+    mqtt::DEFAULT_TOPICS.iter().map(|t| t.to_string()).collect()
 }
 
 /// `session_key = 9158` or `session_key = "latest"`.
@@ -192,6 +220,17 @@ pub enum Mode {
     #[default]
     Replay,
     Live,
+}
+
+/// How live mode gets its data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Poll the REST API.
+    #[default]
+    Rest,
+    /// Subscribe to OpenF1's MQTT stream.
+    Mqtt,
 }
 
 /// A secret option (password, account): shown as `***` in every debug output and log.
@@ -337,6 +376,35 @@ impl ComponentConfig for OpenF1Config {
                 "username and password go together",
             ));
         }
+        if self.transport == Transport::Mqtt {
+            match mqtt::parse_broker_url(&self.mqtt_url) {
+                Ok(broker) => {
+                    if broker.tls && self.credentials().is_none() {
+                        problems.push(OptionProblem::new(
+                            "transport",
+                            "the OpenF1 MQTT stream needs `username` and `password` (paid tier): its password is an access token; only a plain mqtt:// broker can go without",
+                        ));
+                    }
+                }
+                Err(message) => problems.push(OptionProblem::new("mqtt_url", message)),
+            }
+            if self.mqtt_topics.is_empty() {
+                problems.push(OptionProblem::new(
+                    "mqtt_topics",
+                    "give at least one topic, such as \"v1/location\"",
+                ));
+            }
+            if let Some(topic) = self
+                .mqtt_topics
+                .iter()
+                .find(|t| t.trim().is_empty() || t.contains('\0'))
+            {
+                problems.push(OptionProblem::new(
+                    "mqtt_topics",
+                    format!("`{topic}` is not a topic"),
+                ));
+            }
+        }
         problems
     }
 
@@ -362,7 +430,10 @@ impl Component for OpenF1Source {
     async fn run(&mut self, io: &mut Io) -> Result<(), ComponentError> {
         match self.config.mode {
             Mode::Replay => replay::run(&self.config, &self.cache_root, io).await,
-            Mode::Live => live::run(&self.config, io).await,
+            Mode::Live => match self.config.transport {
+                Transport::Rest => live::run(&self.config, io).await,
+                Transport::Mqtt => mqtt::run(&self.config, io).await,
+            },
         }
     }
 }
