@@ -68,3 +68,70 @@ impl Diff {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::load_text;
+    use crate::registry::Registry;
+
+    fn pipeline(text: &str) -> Pipeline {
+        load_text(
+            Path::new("p.toml"),
+            text.to_string(),
+            &Registry::builtin(),
+            &|_| None,
+        )
+        .unwrap_or_else(|d| panic!("{}", crate::diagnostics::render_all(&d, false)))
+    }
+
+    const BASE: &str = r#"
+[sources.f1]
+type = "openf1"
+session_key = 9999
+[sinks.out]
+type = "console"
+inputs = ["f1"]
+[sinks.gone]
+type = "console"
+inputs = ["f1"]
+"#;
+
+    #[test]
+    fn classifies_by_id_type_and_options() {
+        let old = pipeline(BASE);
+        let new = pipeline(
+            r#"
+[sources.f1]
+type = "openf1"
+session_key = 9999
+speed = 10.0
+[sinks.out]
+type = "console"
+inputs = [{ from = "f1", when_full = "drop_newest" }]
+[sinks.fresh]
+type = "console"
+inputs = ["f1"]
+"#,
+        );
+        let diff = Diff::between(&old, &new);
+        assert_eq!(diff.changed, ["f1"], "an option changed");
+        assert_eq!(
+            diff.unchanged,
+            ["out"],
+            "only its edge changed: rewired, not rebuilt"
+        );
+        assert_eq!(diff.added, ["fresh"]);
+        assert_eq!(diff.removed, ["gone"]);
+        assert_eq!(diff.summary(), "1 added, 1 removed, 1 changed, 1 unchanged");
+    }
+
+    #[test]
+    fn the_same_file_is_no_change() {
+        let diff = Diff::between(&pipeline(BASE), &pipeline(BASE));
+        assert!(diff.is_empty());
+        assert_eq!(diff.unchanged.len(), 3);
+    }
+}
