@@ -222,6 +222,10 @@ struct SessionFacts {
     pit_path: Option<Arc<ReferencePath>>,
     last_layout: Option<Arc<TrackLayout>>,
     last_metadata: Option<Arc<RaceMetadata>>,
+    /// Whether `last_layout` / `last_metadata` still reflect the facts: rebuilding them
+    /// (thinning an outline, sorting laps) on every batch of a replay would dominate its cost.
+    layout_current: bool,
+    metadata_current: bool,
 }
 
 /// The transform's state and rules, without I/O.
@@ -290,11 +294,13 @@ impl LayoutBuilder {
                 facts
                     .laps
                     .insert((lap.driver_number, lap.lap_number), Lap::clone(lap));
+                facts.metadata_current = false;
                 lap.session_key.clone()
             }
             Record::StartingGrid(slot) => {
                 let facts = self.sessions.entry(slot.session_key.clone()).or_default();
                 facts.grid.insert(slot.driver_number, GridSlot::clone(slot));
+                facts.metadata_current = false;
                 slot.session_key.clone()
             }
             Record::SessionResult(result) => {
@@ -302,6 +308,7 @@ impl LayoutBuilder {
                 facts
                     .results
                     .insert(result.driver_number, SessionResultEntry::clone(result));
+                facts.metadata_current = false;
                 result.session_key.clone()
             }
             Record::RacePosition(position) => {
@@ -317,6 +324,10 @@ impl LayoutBuilder {
                     facts
                         .positions
                         .insert(position.car, (event.time_ns, position.position));
+                    // Positions only stand in for the podium while there are no results.
+                    if facts.results.is_empty() {
+                        facts.metadata_current = false;
+                    }
                 }
                 position.session_key.clone()
             }
@@ -326,6 +337,7 @@ impl LayoutBuilder {
                     PathKind::Lap => facts.lap_path = Some(path.clone()),
                     PathKind::PitLane => facts.pit_path = Some(path.clone()),
                 }
+                facts.layout_current = false;
                 path.session_key.clone()
             }
             Record::SessionEnd(end) => end.session_key.clone(),
@@ -337,11 +349,20 @@ impl LayoutBuilder {
 
     /// The documents of `key` that changed since last emitted (all of them when `final_`).
     fn emit(&mut self, key: &SessionKey, time_ns: i64, final_: bool) -> Vec<Event> {
-        let layout = self.layout(key);
-        let metadata = self.metadata(key);
+        let Some(facts) = self.sessions.get(key) else {
+            return Vec::new();
+        };
+        let layout = (final_ || !facts.layout_current)
+            .then(|| self.layout(key))
+            .flatten();
+        let metadata = (final_ || !facts.metadata_current)
+            .then(|| self.metadata(key))
+            .flatten();
         let Some(facts) = self.sessions.get_mut(key) else {
             return Vec::new();
         };
+        facts.layout_current = true;
+        facts.metadata_current = true;
         let mut out = Vec::new();
         if let Some(layout) = layout {
             if final_ || facts.last_layout.as_deref() != Some(&layout) {

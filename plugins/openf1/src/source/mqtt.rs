@@ -475,9 +475,7 @@ impl Stream {
                 }
             }
             Topic::Position => {
-                for (time, row) in
-                    rows::race_positions(&text, &key, &mut skipped).map_err(drop)?
-                {
+                for (time, row) in rows::race_positions(&text, &key, &mut skipped).map_err(drop)? {
                     events.push(Event::new(time, Record::RacePosition(row)));
                     newest = newest.max(Some(time));
                 }
@@ -626,8 +624,16 @@ pub async fn run(config: &OpenF1Config, io: &mut Io) -> Result<(), ComponentErro
 
     let mut failures = 0u64;
     loop {
-        let ended = connection(config, &broker, &client_id, &api, &mut stream, io, &mut backoff)
-            .await;
+        let ended = connection(
+            config,
+            &broker,
+            &client_id,
+            &api,
+            &mut stream,
+            io,
+            &mut backoff,
+        )
+        .await;
         match ended {
             Ok(Ended::Shutdown) => return Ok(()),
             Ok(Ended::Renew) => continue,

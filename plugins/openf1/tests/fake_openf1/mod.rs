@@ -5,7 +5,7 @@
 //! `{"detail":"No results found."}` for an empty result, 429 with `Retry-After` (once per
 //! endpoint listed in `throttle_once`), 500 for a `location`/`car_data` query that is too
 //! wide (no date bound, a window over 10 minutes, or over 1 minute for all drivers), and
-//! bearer tokens from `POST /token` whose `expires_in` is a string.
+//! bearer tokens from `POST /token` whose `expires_in` is a string; `session_key=latest`.
 
 #![allow(dead_code)]
 
@@ -212,7 +212,20 @@ fn answer(db: &mut Db, endpoint: &str, query: &str, headers: &HeaderMap) -> Resp
             .insert("retry-after", "1".parse().unwrap());
         return response;
     }
-    let filters = parse_query(query);
+    let mut filters = parse_query(query);
+    // `session_key=latest`: the newest session.
+    let latest = db
+        .tables
+        .get("sessions")
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row.get("session_key").and_then(Value::as_u64))
+        .max();
+    for (field, op, value) in &mut filters {
+        if field == "session_key" && op == "=" && value == "latest" {
+            *value = latest.map_or_else(String::new, |key| key.to_string());
+        }
+    }
     let rows = db.tables.get(endpoint).cloned().unwrap_or_default();
     if endpoint == "location" || endpoint == "car_data" {
         let bound = |ops: &[&str]| {
