@@ -139,7 +139,9 @@ impl AdminState {
             .clone();
         let (ok, failed) = self.reload_counts();
         // Degraded while any component is waiting to be restarted after a failure.
-        let degraded = components.iter().any(|c| c["status"] == Status::Restarting.name());
+        let degraded = components
+            .iter()
+            .any(|c| c["status"] == Status::Restarting.name());
         json!({
             "status": if degraded { "degraded" } else { "ok" },
             "pipeline": self.pipeline,
