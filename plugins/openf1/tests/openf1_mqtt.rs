@@ -42,16 +42,24 @@ fn free_port() -> u16 {
 /// optionally requiring a username/password. It runs on its own threads until the test
 /// process ends.
 fn start_broker(auth: Option<(&str, &str)>) -> SocketAddr {
+    start_broker_with(|connections| {
+        connections.auth =
+            auth.map(|(user, password)| HashMap::from([(user.into(), password.into())]));
+    })
+}
+
+fn start_broker_with(setup: impl FnOnce(&mut rumqttd::ConnectionSettings)) -> SocketAddr {
     let port = free_port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let connections = rumqttd::ConnectionSettings {
+    let mut connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 5000,
         max_payload_size: 1 << 20,
         max_inflight_count: 100,
-        auth: auth.map(|(user, password)| HashMap::from([(user.into(), password.into())])),
+        auth: None,
         external_auth: None,
         dynamic_filters: true,
     };
+    setup(&mut connections);
     let server = rumqttd::ServerSettings {
         name: "v4".into(),
         listen,
@@ -258,8 +266,18 @@ async fn streams_openf1_messages_as_records_in_id_order() {
     publisher.json("v1/weather", json!({"_id": 12, "_key": "w12", "session_key": 1234, "date": iso(T0 + 1_300_000_000), "air_temperature": 3.0})).await;
     publisher.json("v1/stints", json!({"_id": 13, "_key": "st", "session_key": k, "driver_number": 1, "stint_number": 1, "compound": "SOFT", "lap_start": 1, "lap_end": null})).await;
     publisher.json("v1/pit", json!({"_id": 14, "_key": "pit", "session_key": k, "driver_number": 16, "date": iso(T0 + 1_400_000_000), "lap_number": 3, "pit_duration": 22.5})).await;
-    publisher.json("v1/session_result", json!({"_id": 15, "_key": "res", "session_key": k, "driver_number": 1, "position": 1})).await;
-    publisher.json("v1/meetings", json!({"_id": 16, "_key": "m", "meeting_key": 1})).await;
+    publisher
+        .json(
+            "v1/session_result",
+            json!({"_id": 15, "_key": "res", "session_key": k, "driver_number": 1, "position": 1}),
+        )
+        .await;
+    publisher
+        .json(
+            "v1/meetings",
+            json!({"_id": 16, "_key": "m", "meeting_key": 1}),
+        )
+        .await;
 
     running
         .until(Duration::from_secs(10), |seen| {
@@ -306,7 +324,10 @@ async fn streams_openf1_messages_as_records_in_id_order() {
         ],
         "in _id order, 0,0 / malformed / other session / duplicate / meetings left out: {records:#?}"
     );
-    assert_eq!(first_burst, 12, "the first burst, before the second was sent");
+    assert_eq!(
+        first_burst, 12,
+        "the first burst, before the second was sent"
+    );
     for event in &records {
         let key = match &event.record {
             Record::Session(r) => r.session_key.clone(),
@@ -343,8 +364,24 @@ async fn streams_openf1_messages_as_records_in_id_order() {
     };
     assert_eq!(records[2].time_ns, T0 + 900_000_000);
     assert_eq!(
-        (car.car, car.speed_kmh, car.rpm, car.gear, car.throttle_pct, car.brake_pct, car.drs),
-        (1, Some(250.0), Some(11000.0), Some(7), Some(99.0), Some(0.0), Some(12))
+        (
+            car.car,
+            car.speed_kmh,
+            car.rpm,
+            car.gear,
+            car.throttle_pct,
+            car.brake_pct,
+            car.drs
+        ),
+        (
+            1,
+            Some(250.0),
+            Some(11000.0),
+            Some(7),
+            Some(99.0),
+            Some(0.0),
+            Some(12)
+        )
     );
     let Record::Position(position) = &records[3].record else {
         unreachable!()
@@ -357,7 +394,10 @@ async fn streams_openf1_messages_as_records_in_id_order() {
     let Record::Lap(lap) = &records[4].record else {
         unreachable!()
     };
-    assert_eq!((lap.driver_number, lap.lap_number, lap.lap_duration), (1, 3, None));
+    assert_eq!(
+        (lap.driver_number, lap.lap_number, lap.lap_duration),
+        (1, 3, None)
+    );
     assert_eq!(records[4].time_ns, T0, "a lap at its date_start");
     let Record::Interval(interval) = &records[5].record else {
         unreachable!()
@@ -378,7 +418,11 @@ async fn streams_openf1_messages_as_records_in_id_order() {
     let Record::Weather(weather) = &records[8].record else {
         unreachable!()
     };
-    assert_eq!(weather.air_temperature, Some(25.5), "not the other session's");
+    assert_eq!(
+        weather.air_temperature,
+        Some(25.5),
+        "not the other session's"
+    );
     let Record::Stint(stint) = &records[9].record else {
         unreachable!()
     };
@@ -412,14 +456,20 @@ async fn streams_openf1_messages_as_records_in_id_order() {
         .map(|e| e.time_ns)
         .collect();
     assert!(ticks.len() >= 3, "{ticks:?}");
-    assert!(ticks.windows(2).all(|w| w[1] - w[0] == 100_000_000), "{ticks:?}");
+    assert!(
+        ticks.windows(2).all(|w| w[1] - w[0] == 100_000_000),
+        "{ticks:?}"
+    );
     assert!(
         ticks.iter().any(|t| *t >= T0 + 2 * S),
         "ticks follow the data: {ticks:?}"
     );
 
     let snapshot = metrics.snapshot();
-    assert_eq!(snapshot.errors, 2, "the non-JSON lap and the location with x = \"far\"");
+    assert_eq!(
+        snapshot.errors, 2,
+        "the non-JSON lap and the location with x = \"far\""
+    );
     assert_eq!(
         snapshot.discarded - discarded_before,
         3,
@@ -445,9 +495,7 @@ async fn follows_the_latest_session_without_credentials() {
             break;
         }
     }
-    let location = |id: u64, key: u64, x: i64| {
-        json!({"_id": 1000 + id, "_key": format!("l{id}"), "session_key": key, "driver_number": 1, "date": iso(T0 + id as i64 * S), "x": x, "y": 1})
-    };
+    let location = |id: u64, key: u64, x: i64| json!({"_id": 1000 + id, "_key": format!("l{id}"), "session_key": key, "driver_number": 1, "date": iso(T0 + id as i64 * S), "x": x, "y": 1});
     publisher.json("v1/location", location(1, 100, 1)).await;
     publisher.json("v1/location", location(2, 101, 2)).await;
     publisher.json("v1/location", location(3, 100, 3)).await;
@@ -547,9 +595,7 @@ async fn reconnects_after_the_connection_is_cut() {
     let publisher = Publisher::connect(broker, None);
     let mut running = Running::start(mqtt_config(proxy.address, ""));
     wait_until_subscribed(&publisher, &running).await;
-    let location = |id: i64| {
-        json!({"_id": id, "_key": format!("l{id}"), "session_key": 9999, "driver_number": 44, "date": iso(T0 + id * S), "x": id, "y": 7})
-    };
+    let location = |id: i64| json!({"_id": id, "_key": format!("l{id}"), "session_key": 9999, "driver_number": 44, "date": iso(T0 + id * S), "x": id, "y": 7});
     publisher.json("v1/location", location(1)).await;
     running
         .until(Duration::from_secs(10), |seen| {
@@ -607,7 +653,10 @@ async fn logs_in_with_the_openf1_token_and_seeds_from_rest() {
         "meetings",
         json!({"meeting_key": 1, "meeting_name": "Live Grand Prix"}),
     );
-    db.push("drivers", json!({"session_key": 9999, "driver_number": 1, "name_acronym": "VER"}));
+    db.push(
+        "drivers",
+        json!({"session_key": 9999, "driver_number": 1, "name_acronym": "VER"}),
+    );
     let server = Server::start(db).await;
     // The broker only lets in the token the fake server hands out first.
     let broker = start_broker(Some(("fan@example.com", "token-1")));
@@ -639,9 +688,90 @@ async fn logs_in_with_the_openf1_token_and_seeds_from_rest() {
     let Record::Session(session) = &events[0].record else {
         panic!("the seed's session first: {:?}", events[0]);
     };
-    assert_eq!(&*session.session_key, "9999", "\"latest\" resolved over REST");
+    assert_eq!(
+        &*session.session_key, "9999",
+        "\"latest\" resolved over REST"
+    );
     assert_eq!(session.meeting_name.as_deref(), Some("Live Grand Prix"));
-    assert_eq!(server.db.lock().unwrap().tokens, vec!["token-1".to_string()]);
+    assert_eq!(
+        server.db.lock().unwrap().tokens,
+        vec!["token-1".to_string()]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_with_a_new_token_before_the_old_one_expires() {
+    let mut db = Db {
+        credentials: Some(("fan@example.com".into(), "s3cret".into())),
+        token_lifetime: Some("2".into()),
+        ..Db::default()
+    };
+    db.push(
+        "sessions",
+        json!({"session_key": 9999, "session_name": "Race", "date_start": iso(T0)}),
+    );
+    let server = Server::start(db).await;
+    // Logins seen by the broker: (client id, password).
+    let logins: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let broker = {
+        let logins = logins.clone();
+        start_broker_with(move |connections| {
+            connections.set_auth_handler(move |client: String, _user: String, password: String| {
+                let logins = logins.clone();
+                async move {
+                    let ok = password.starts_with("token-") || password == "publisher";
+                    logins.lock().unwrap().push((client, password));
+                    ok
+                }
+            });
+        })
+    };
+    let publisher = Publisher::connect(broker, Some(("test", "publisher")));
+    let config = mqtt_config(
+        broker,
+        &format!(
+            "base_url = \"{}\"\nusername = \"fan@example.com\"\npassword = \"s3cret\"",
+            server.base_url()
+        ),
+    );
+    let mut running = Running::start(config);
+    wait_until_subscribed(&publisher, &running).await;
+    let source_logins = || -> Vec<String> {
+        logins
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(client, _)| client.starts_with("pitwall-flow-"))
+            .map(|(_, password)| password.clone())
+            .collect()
+    };
+    assert_eq!(source_logins()[0], "token-1");
+    // The token lives 2 s and is renewed 0.2 s early: a new login with a new token.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !source_logins().iter().any(|p| p == "token-2") {
+        assert!(tokio::time::Instant::now() < deadline, "no renewal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(source_logins(), ["token-1", "token-2"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publisher
+        .json("v1/location", json!({"_id": 1, "_key": "l1", "session_key": 9999, "driver_number": 1, "date": iso(T0 + S), "x": 5, "y": 6}))
+        .await;
+    running
+        .until(Duration::from_secs(10), |seen| {
+            seen.iter().any(|e| e.kind() == RecordKind::Position)
+        })
+        .await;
+    let events = running.stop().await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind() == RecordKind::Session)
+            .count(),
+        1,
+        "the REST seed runs once, not at every reconnect"
+    );
     server.stop().await;
 }
 
@@ -689,7 +819,10 @@ fn broker_urls_and_option_checks() {
         "transport = \"mqtt\"\nusername = \"a\"\npassword = \"b\""
     ))
     .is_empty());
-    assert!(keys(config("transport = \"mqtt\"\nmqtt_url = \"mqtt://127.0.0.1:1883\"")).is_empty());
+    assert!(keys(config(
+        "transport = \"mqtt\"\nmqtt_url = \"mqtt://127.0.0.1:1883\""
+    ))
+    .is_empty());
     assert_eq!(
         keys(config("transport = \"mqtt\"\nmqtt_url = \"ws://x\"")),
         vec!["mqtt_url"]

@@ -17,7 +17,8 @@
 //!   and delivers it after the reconnect. Redelivered duplicates (same topic and `_id`,
 //!   among the last 20 000 messages) are dropped.
 //! - The token is renewed a minute before it expires: the source then reconnects with the
-//!   new one. A refused login forgets the token, so the next attempt obtains a new one.
+//!   new one. A refused login (or three failed attempts in a row without the broker's
+//!   ConnAck) forgets the token, so the next attempt obtains a new one.
 //!   Every connection loss is followed by a reconnect, with exponential backoff, forever,
 //!   until shutdown.
 //!
@@ -579,7 +580,10 @@ enum Ended {
     /// The token is due: reconnect at once with a new one.
     Renew,
     /// Lost or refused: reconnect after the backoff.
-    Failed,
+    Failed {
+        /// Whether the broker had accepted the connection.
+        connected: bool,
+    },
 }
 
 /// Run the MQTT live stream until shutdown.
@@ -623,6 +627,7 @@ pub async fn run(config: &OpenF1Config, io: &mut Io) -> Result<(), ComponentErro
     );
 
     let mut failures = 0u64;
+    let mut refusals = 0u32;
     loop {
         let ended = connection(
             config,
@@ -637,7 +642,15 @@ pub async fn run(config: &OpenF1Config, io: &mut Io) -> Result<(), ComponentErro
         match ended {
             Ok(Ended::Shutdown) => return Ok(()),
             Ok(Ended::Renew) => continue,
-            Ok(Ended::Failed) => {}
+            Ok(Ended::Failed { connected }) => {
+                // Some brokers close the connection instead of answering "not authorised":
+                // after a few failures without a ConnAck, get a new token too.
+                refusals = if connected { 0 } else { refusals + 1 };
+                if refusals >= 3 && with_login {
+                    refusals = 0;
+                    api.forget_token().await;
+                }
+            }
             Err(error) => {
                 io.metrics.add_error();
                 failures += 1;
@@ -746,6 +759,7 @@ async fn connection(
     let mut next_tick = Instant::now() + tick;
     let far = || Instant::now() + Duration::from_secs(3600);
     let mut unknown_topics: HashSet<String> = HashSet::new();
+    let mut connected = false;
     let ended = loop {
         let release = stream.release_at().unwrap_or_else(far).min(next_tick);
         tokio::select! {
@@ -753,6 +767,7 @@ async fn connection(
             _ = io.shutdown.triggered() => break Ended::Shutdown,
             note = notes.recv() => match note {
                 Some(Note::Connected) => {
+                    connected = true;
                     backoff.reset();
                     tracing::info!(host = %broker.host, "openf1 mqtt: connected");
                 }
@@ -787,9 +802,9 @@ async fn connection(
                     }
                     io.metrics.add_error();
                     tracing::warn!(%error, refused, "openf1 mqtt: connection lost; reconnecting");
-                    break Ended::Failed;
+                    break Ended::Failed { connected };
                 }
-                None => break Ended::Failed,
+                None => break Ended::Failed { connected },
             },
             _ = tokio::time::sleep_until(release) => {
                 if Instant::now() >= next_tick {

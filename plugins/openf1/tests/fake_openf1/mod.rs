@@ -32,6 +32,8 @@ pub struct Db {
     /// (username, password) when data requests need a bearer token.
     pub credentials: Option<(String, String)>,
     pub tokens: Vec<String>,
+    /// `expires_in` of the tokens handed out ("3600" when not set).
+    pub token_lifetime: Option<String>,
 }
 
 impl Db {
@@ -282,6 +284,10 @@ async fn token(State(db): State<Shared>, body: String) -> Response {
     }
     let token = format!("token-{}", db.tokens.len() + 1);
     db.tokens.push(token.clone());
-    Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": "3600" }))
+    let lifetime = db
+        .token_lifetime
+        .clone()
+        .unwrap_or_else(|| "3600".to_string());
+    Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": lifetime }))
         .into_response()
 }
