@@ -86,6 +86,18 @@ pub enum Record {
     Tick,
     /// The session's data is complete (the end of a replay).
     SessionEnd(SessionEnd),
+    /// A car's place in a timing tower (Emperor / Assetto Corsa Server Manager standings).
+    Standing(Arc<Standing>),
+    /// A driver joining or leaving a server.
+    Connection(Arc<Connection>),
+    /// A car hitting another car or the environment.
+    Collision(Arc<Collision>),
+    /// A chat message on a server.
+    Chat(Arc<Chat>),
+    /// A car crossing a light gate (slot-car lap timing).
+    GateTrigger(GateTrigger),
+    /// An MQTT message as received: topic, fields named by the topic pattern, payload.
+    MqttMessage(Arc<MqttMessage>),
     /// Anything else, as raw JSON (the generic `file` source, unknown MQTT payloads).
     Json(Arc<serde_json::Value>),
 }
@@ -116,6 +128,12 @@ pub enum RecordKind {
     Document,
     Tick,
     SessionEnd,
+    Standing,
+    Connection,
+    Collision,
+    Chat,
+    GateTrigger,
+    MqttMessage,
     Json,
 }
 
@@ -143,6 +161,12 @@ impl RecordKind {
         Self::Document,
         Self::Tick,
         Self::SessionEnd,
+        Self::Standing,
+        Self::Connection,
+        Self::Collision,
+        Self::Chat,
+        Self::GateTrigger,
+        Self::MqttMessage,
         Self::Json,
     ];
 
@@ -170,6 +194,12 @@ impl RecordKind {
             Self::Document => "document",
             Self::Tick => "tick",
             Self::SessionEnd => "session_end",
+            Self::Standing => "standing",
+            Self::Connection => "connection",
+            Self::Collision => "collision",
+            Self::Chat => "chat",
+            Self::GateTrigger => "gate_trigger",
+            Self::MqttMessage => "mqtt_message",
             Self::Json => "json",
         }
     }
@@ -209,7 +239,84 @@ impl Record {
             Self::Document(_) => RecordKind::Document,
             Self::Tick => RecordKind::Tick,
             Self::SessionEnd(_) => RecordKind::SessionEnd,
+            Self::Standing(_) => RecordKind::Standing,
+            Self::Connection(_) => RecordKind::Connection,
+            Self::Collision(_) => RecordKind::Collision,
+            Self::Chat(_) => RecordKind::Chat,
+            Self::GateTrigger(_) => RecordKind::GateTrigger,
+            Self::MqttMessage(_) => RecordKind::MqttMessage,
             Self::Json(_) => RecordKind::Json,
+        }
+    }
+}
+
+impl Record {
+    /// The session a typed record belongs to (`None` for bounds, ticks, gate triggers,
+    /// MQTT messages and raw JSON, which carry none of their own).
+    pub fn session_key(&self) -> Option<&SessionKey> {
+        Some(match self {
+            Self::Session(r) => &r.session_key,
+            Self::Driver(r) => &r.session_key,
+            Self::Position(r) => &r.session_key,
+            Self::CarData(r) => &r.session_key,
+            Self::RacePosition(r) => &r.session_key,
+            Self::Lap(r) => &r.session_key,
+            Self::Interval(r) => &r.session_key,
+            Self::Stint(r) => &r.session_key,
+            Self::Pit(r) => &r.session_key,
+            Self::RaceControl(r) => &r.session_key,
+            Self::Weather(r) => &r.session_key,
+            Self::SessionResult(r) => &r.session_key,
+            Self::StartingGrid(r) => &r.session_key,
+            Self::ReferencePath(r) => &r.session_key,
+            Self::TrackLayout(r) => &r.session_key,
+            Self::RaceMetadata(r) => &r.session_key,
+            Self::Frame(r) => &r.session_key,
+            Self::Document(r) => &r.session_key,
+            Self::SessionEnd(r) => &r.session_key,
+            Self::Standing(r) => &r.session_key,
+            Self::Connection(r) => &r.session_key,
+            Self::Collision(r) => &r.session_key,
+            Self::Chat(r) => &r.session_key,
+            Self::Bounds(_)
+            | Self::Tick
+            | Self::GateTrigger(_)
+            | Self::MqttMessage(_)
+            | Self::Json(_) => return None,
+        })
+    }
+
+    /// The car (driver number, car id) a typed record is about, if it is about one.
+    pub fn car(&self) -> Option<u32> {
+        match self {
+            Self::Driver(r) => Some(r.driver_number),
+            Self::Position(r) => Some(r.car),
+            Self::CarData(r) => Some(r.car),
+            Self::RacePosition(r) => Some(r.car),
+            Self::Lap(r) => Some(r.driver_number),
+            Self::Interval(r) => Some(r.driver_number),
+            Self::Stint(r) => Some(r.driver_number),
+            Self::Pit(r) => Some(r.driver_number),
+            Self::RaceControl(r) => r.driver_number,
+            Self::SessionResult(r) => Some(r.driver_number),
+            Self::StartingGrid(r) => Some(r.driver_number),
+            Self::Standing(r) => Some(r.car),
+            Self::Connection(r) => Some(r.car),
+            Self::Collision(r) => Some(r.car),
+            Self::Chat(r) => r.car,
+            Self::GateTrigger(r) => Some(r.lane),
+            Self::Session(_)
+            | Self::Weather(_)
+            | Self::ReferencePath(_)
+            | Self::Bounds(_)
+            | Self::TrackLayout(_)
+            | Self::RaceMetadata(_)
+            | Self::Frame(_)
+            | Self::Document(_)
+            | Self::Tick
+            | Self::SessionEnd(_)
+            | Self::MqttMessage(_)
+            | Self::Json(_) => None,
         }
     }
 }
@@ -395,6 +502,10 @@ pub struct CarPosition {
     pub y: f64,
     #[serde(default)]
     pub z: f64,
+    /// Progress around the lap, 0.0 at the start/finish line to 1.0 (simulators report it;
+    /// OpenF1 does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spline: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -706,6 +817,92 @@ pub struct Document {
     pub session_key: SessionKey,
     pub name: String,
     pub body: serde_json::Value,
+}
+
+/// A car's place in a timing tower. Lap times in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Standing {
+    pub session_key: SessionKey,
+    pub car: u32,
+    /// 1-based.
+    pub position: u32,
+    #[serde(default)]
+    pub driver_name: Option<String>,
+    #[serde(default)]
+    pub driver_guid: Option<String>,
+    #[serde(default)]
+    pub car_model: Option<String>,
+    /// The server's own gap text (`+1.234`, `1 lap`).
+    #[serde(default)]
+    pub gap: Option<String>,
+    #[serde(default)]
+    pub laps: u32,
+    #[serde(default)]
+    pub best_lap_s: Option<f64>,
+    #[serde(default)]
+    pub last_lap_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub session_key: SessionKey,
+    pub car: u32,
+    /// True when the driver joined, false when they left.
+    pub connected: bool,
+    #[serde(default)]
+    pub driver_name: Option<String>,
+    #[serde(default)]
+    pub driver_guid: Option<String>,
+    #[serde(default)]
+    pub car_model: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Collision {
+    pub session_key: SessionKey,
+    pub car: u32,
+    /// The other car; `None` for a hit on the environment.
+    #[serde(default)]
+    pub other_car: Option<u32>,
+    #[serde(default)]
+    pub impact_speed_kmh: f64,
+    #[serde(default)]
+    pub x: f64,
+    #[serde(default)]
+    pub y: f64,
+    #[serde(default)]
+    pub z: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Chat {
+    pub session_key: SessionKey,
+    #[serde(default)]
+    pub car: Option<u32>,
+    #[serde(default)]
+    pub driver_name: Option<String>,
+    pub message: String,
+}
+
+/// A car crossing a light gate. `Event::time_ns` is when it was received; `gate_time_ns`
+/// is the gate's own timestamp when its payload carries one (more precise).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateTrigger {
+    pub lane: u32,
+    #[serde(default)]
+    pub gate_time_ns: Option<i64>,
+}
+
+/// An MQTT message as received.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MqttMessage {
+    pub topic: String,
+    /// Values captured by `{name}` segments of the subscribed topic pattern.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// The payload: JSON when it parsed as JSON, else a string (text), else base64-free
+    /// raw bytes are not kept (see the `mqtt` source's `payload` option).
+    pub payload: serde_json::Value,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

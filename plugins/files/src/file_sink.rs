@@ -582,6 +582,7 @@ mod tests {
                         x: i as f64 * 1.5,
                         y: -(i as f64),
                         z: 0.0,
+                        spline: None,
                     }),
                 )
             })

@@ -348,6 +348,7 @@ mod tests {
                     x: (i * 13 % 997) as f64 - 500.0,
                     y: 0.1 * i as f64,
                     z: (i as f64).sqrt() / 3.0,
+                    spline: None,
                 }),
             ));
         }

@@ -40,6 +40,7 @@ fn race() -> Vec<Event> {
                     x: 5000.0 * angle.cos(),
                     y: 3000.0 * angle.sin(),
                     z: 0.0,
+                    spline: None,
                 }),
             ));
         }

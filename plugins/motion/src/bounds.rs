@@ -289,6 +289,7 @@ mod tests {
                 x,
                 y,
                 z: 0.0,
+                spline: None,
             }),
         )
     }

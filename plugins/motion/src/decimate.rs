@@ -304,6 +304,7 @@ mod tests {
                 x: 1.0,
                 y: 2.0,
                 z: 0.0,
+                spline: None,
             }),
         )
     }

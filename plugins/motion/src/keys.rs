@@ -17,66 +17,25 @@ use pitwall_api::record::{Record, RecordKind};
 /// The car or driver number a record is about, if it is about one car.
 pub fn car_of(record: &Record) -> Option<u32> {
     match record {
-        Record::Driver(d) => Some(d.driver_number),
-        Record::Position(p) => Some(p.car),
-        Record::CarData(c) => Some(c.car),
-        Record::RacePosition(p) => Some(p.car),
-        Record::Lap(l) => Some(l.driver_number),
-        Record::Interval(i) => Some(i.driver_number),
-        Record::Stint(s) => Some(s.driver_number),
-        Record::Pit(p) => Some(p.driver_number),
-        Record::RaceControl(r) => r.driver_number,
-        Record::SessionResult(r) => Some(r.driver_number),
-        Record::StartingGrid(g) => Some(g.driver_number),
         Record::Json(value) => value
             .get("driver_number")
             .and_then(|n| n.as_u64())
             .and_then(|n| u32::try_from(n).ok()),
-        Record::Session(_)
-        | Record::Weather(_)
-        | Record::ReferencePath(_)
-        | Record::Bounds(_)
-        | Record::TrackLayout(_)
-        | Record::RaceMetadata(_)
-        | Record::Frame(_)
-        | Record::Document(_)
-        | Record::Tick
-        | Record::SessionEnd(_) => None,
+        typed => typed.car(),
     }
 }
 
 /// The session key a record belongs to, if it carries one. Borrowed for typed records;
 /// owned only for raw JSON whose `session_key` is a number.
 pub fn session_of(record: &Record) -> Option<Cow<'_, str>> {
-    let key: &str = match record {
-        Record::Session(s) => &s.session_key,
-        Record::Driver(d) => &d.session_key,
-        Record::Position(p) => &p.session_key,
-        Record::CarData(c) => &c.session_key,
-        Record::RacePosition(p) => &p.session_key,
-        Record::Lap(l) => &l.session_key,
-        Record::Interval(i) => &i.session_key,
-        Record::Stint(s) => &s.session_key,
-        Record::Pit(p) => &p.session_key,
-        Record::RaceControl(r) => &r.session_key,
-        Record::Weather(w) => &w.session_key,
-        Record::SessionResult(r) => &r.session_key,
-        Record::StartingGrid(g) => &g.session_key,
-        Record::ReferencePath(p) => &p.session_key,
-        Record::TrackLayout(t) => &t.session_key,
-        Record::RaceMetadata(m) => &m.session_key,
-        Record::Frame(f) => &f.session_key,
-        Record::Document(d) => &d.session_key,
-        Record::SessionEnd(e) => &e.session_key,
-        Record::Json(value) => {
-            return match value.get("session_key")? {
-                serde_json::Value::String(text) => Some(Cow::Borrowed(text.as_str())),
-                serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string())),
-                _ => None,
-            }
-        }
-        Record::Bounds(_) | Record::Tick => return None,
-    };
+    if let Record::Json(value) = record {
+        return match value.get("session_key")? {
+            serde_json::Value::String(text) => Some(Cow::Borrowed(text.as_str())),
+            serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string())),
+            _ => None,
+        };
+    }
+    let key: &str = record.session_key()?;
     // A layout that went through JSON loses its key (it is not serialised): treat an empty
     // key as "no session" rather than as a session named "".
     (!key.is_empty()).then_some(Cow::Borrowed(key))

@@ -475,23 +475,7 @@ impl CardputerSink {
 
 /// The session a record belongs to; `None` for kinds without one.
 fn session_of(record: &Record) -> Option<&SessionKey> {
-    Some(match record {
-        Record::Session(r) => &r.session_key,
-        Record::Driver(r) => &r.session_key,
-        Record::Lap(r) => &r.session_key,
-        Record::Interval(r) => &r.session_key,
-        Record::Stint(r) => &r.session_key,
-        Record::Pit(r) => &r.session_key,
-        Record::RacePosition(r) => &r.session_key,
-        Record::SessionResult(r) => &r.session_key,
-        Record::StartingGrid(r) => &r.session_key,
-        Record::TrackLayout(r) => &r.session_key,
-        Record::RaceMetadata(r) => &r.session_key,
-        Record::Frame(r) => &r.session_key,
-        Record::Document(r) => &r.session_key,
-        Record::SessionEnd(r) => &r.session_key,
-        _ => return None,
-    })
+    record.session_key()
 }
 
 /// Format a frame the way the firmware parses it:

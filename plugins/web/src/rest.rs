@@ -247,33 +247,13 @@ enum KeyItem {
 }
 
 fn record_key(record: &Record) -> RecordKey {
-    let (session, item) = match record {
-        Record::Session(r) => (Some(&r.session_key), KeyItem::None),
-        Record::Driver(r) => (Some(&r.session_key), KeyItem::Number(r.driver_number)),
-        Record::Position(r) => (Some(&r.session_key), KeyItem::Number(r.car)),
-        Record::CarData(r) => (Some(&r.session_key), KeyItem::Number(r.car)),
-        Record::RacePosition(r) => (Some(&r.session_key), KeyItem::Number(r.car)),
-        Record::Lap(r) => (Some(&r.session_key), KeyItem::Number(r.driver_number)),
-        Record::Interval(r) => (Some(&r.session_key), KeyItem::Number(r.driver_number)),
-        Record::Stint(r) => (Some(&r.session_key), KeyItem::Number(r.driver_number)),
-        Record::Pit(r) => (Some(&r.session_key), KeyItem::Number(r.driver_number)),
-        Record::RaceControl(r) => (
-            Some(&r.session_key),
-            r.driver_number.map_or(KeyItem::None, KeyItem::Number),
-        ),
-        Record::Weather(r) => (Some(&r.session_key), KeyItem::None),
-        Record::SessionResult(r) => (Some(&r.session_key), KeyItem::Number(r.driver_number)),
-        Record::StartingGrid(r) => (Some(&r.session_key), KeyItem::Number(r.driver_number)),
-        Record::ReferencePath(r) => (Some(&r.session_key), KeyItem::Number(r.car)),
-        Record::TrackLayout(r) => (Some(&r.session_key), KeyItem::None),
-        Record::RaceMetadata(r) => (Some(&r.session_key), KeyItem::None),
-        Record::Frame(r) => (Some(&r.session_key), KeyItem::None),
-        Record::Document(r) => (Some(&r.session_key), KeyItem::Name(r.name.clone())),
-        Record::SessionEnd(r) => (Some(&r.session_key), KeyItem::None),
-        Record::Bounds(_) | Record::Tick | Record::Json(_) => (None, KeyItem::None),
+    let item = match record {
+        Record::Document(r) => KeyItem::Name(r.name.clone()),
+        Record::ReferencePath(r) => KeyItem::Number(r.car),
+        other => other.car().map_or(KeyItem::None, KeyItem::Number),
     };
     RecordKey {
-        session: session.cloned(),
+        session: record.session_key().cloned(),
         item,
     }
 }
@@ -305,6 +285,12 @@ fn write_payload(out: &mut Vec<u8>, record: &Record) -> serde_json::Result<()> {
             Ok(())
         }
         Record::SessionEnd(r) => serde_json::to_writer(out, r),
+        Record::Standing(r) => serde_json::to_writer(out, r),
+        Record::Connection(r) => serde_json::to_writer(out, r),
+        Record::Collision(r) => serde_json::to_writer(out, r),
+        Record::Chat(r) => serde_json::to_writer(out, r),
+        Record::GateTrigger(r) => serde_json::to_writer(out, r),
+        Record::MqttMessage(r) => serde_json::to_writer(out, r),
         Record::Json(r) => serde_json::to_writer(out, r),
     }
 }

@@ -59,6 +59,7 @@ impl LocationSample {
             x: f64::from(self.x),
             y: f64::from(self.y),
             z: f64::from(self.z),
+            spline: None,
         }
     }
 }
