@@ -1,0 +1,760 @@
+//! Source `mqtt`: subscribe to topics on an MQTT broker and emit each message as a record.
+//!
+//! Made for slot-car race control (Carrera light gates publish on `carrera/track1/finish`,
+//! `carrera/track2/finish`; FORMATS.md section 7) and usable for any broker, including
+//! OpenF1's live stream over TLS with a token as password.
+//!
+//! Topics are MQTT topic filters (`+` matches one level, `#` the rest) which may also name
+//! parts of the topic: in `carrera/track{lane}/finish` the level `track{lane}` subscribes as
+//! `+` and a message on `carrera/track2/finish` captures `lane = "2"`. A level holds at most
+//! one `{name}`, with any fixed text before and after it; the captured text is never empty.
+//! A message whose topic matches the subscription but not the pattern's fixed text
+//! (`carrera/lane2/finish`) is counted as discarded.
+//!
+//! `emit = "message"` emits [`Record::MqttMessage`] with the topic, the captured fields and the
+//! payload decoded per `payload`: `auto` = JSON if it parses, else UTF-8 text (a JSON string),
+//! `json` = JSON only, `text` = UTF-8 text only. A payload that cannot be decoded is counted
+//! as an error and skipped.
+//!
+//! `emit = "gate_trigger"` emits [`Record::GateTrigger`] for light gates: every topic pattern
+//! must capture `{lane}`, which must be a whole number (`carrera/trackX/finish` is counted as
+//! an error and skipped). The message's arrival is the trigger; the payload is optional.
+//! When the payload is a JSON object with a gate timestamp, `gate_time_ns` carries it; the
+//! names looked for, in this order, are `t_ns`, `time_ns`, `timestamp_ns` (ns since the
+//! Unix epoch), `t_us`, `time_us`, `timestamp_us` (µs), `t_ms`, `time_ms`, `timestamp_ms`
+//! (ms, fractions allowed). Any other payload gives `gate_time_ns = None` (with
+//! `payload = "json"`, a non-empty payload that is not JSON is counted as an error instead).
+//!
+//! Event time is the receive time (ns since the Unix epoch, wall clock). Messages are
+//! emitted in arrival order, batched as they come (a burst becomes one batch).
+//!
+//! The connection is re-made forever with exponential backoff (0.5 s to 30 s) after any
+//! failure, and the topics are subscribed again each time. With `clean_session = false` the
+//! broker keeps QoS 1/2 messages for this client id while it is away and delivers them after
+//! the reconnect (their event time is then the late arrival; a gate timestamp in the
+//! payload is unaffected).
+//!
+//! ```toml
+//! [sources.gates]
+//! type = "mqtt"
+//! url = "mqtt://127.0.0.1:1883"          # or mqtts://host:8883 (TLS, system roots)
+//! # client_id = "pitwall-flow-<random>"
+//! # username = "${MQTT_USERNAME}"
+//! # password = "${MQTT_PASSWORD}"
+//! qos = 1
+//! # clean_session = true
+//! topics = ["carrera/track{lane}/finish"]
+//! payload = "auto"                       # or "json", "text"
+//! emit = "gate_trigger"                  # or "message"
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pitwall_api::component::OptionProblem;
+use pitwall_api::record::{GateTrigger, MqttMessage};
+use pitwall_api::{
+    BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io, Kinds,
+    Record, RecordKind, Role,
+};
+use rumqttc::{ConnectReturnCode, ConnectionError, QoS, SubscribeFilter};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::broker::{self, Broker, Note, Secret};
+
+fn default_url() -> String {
+    broker::DEFAULT_URL.to_string()
+}
+
+fn default_qos() -> u8 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How payloads are decoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadMode {
+    /// JSON if it parses, else UTF-8 text.
+    #[default]
+    Auto,
+    /// UTF-8 text only (kept as a string even if it looks like JSON).
+    Text,
+    /// JSON only.
+    Json,
+}
+
+/// What each message becomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmitMode {
+    /// `mqtt_message`: topic, captured fields, payload.
+    #[default]
+    Message,
+    /// `gate_trigger`: a light gate on lane `{lane}` was crossed.
+    GateTrigger,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSourceConfig {
+    /// Broker: `mqtt://host:1883` (plain TCP) or `mqtts://host:8883` (TLS with the system's
+    /// root certificates).
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// Client id; default `pitwall-flow-` and random hex digits (one per component instance).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Login name, normally "${MQTT_USERNAME}". Never logged.
+    #[serde(default)]
+    pub username: Option<Secret>,
+    /// Password or access token, normally "${MQTT_PASSWORD}". Never logged.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Subscription QoS: 0, 1 or 2.
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+    /// Start a fresh session on every connect (true), or ask the broker to keep the
+    /// subscription and queue QoS 1/2 messages while the connection is down (false).
+    #[serde(default = "default_true")]
+    pub clean_session: bool,
+    /// Topic filters (`+`, `#` wildcards) that may name parts of the topic:
+    /// `carrera/track{lane}/finish` subscribes to `carrera/+/finish` and captures `lane`.
+    pub topics: Vec<String>,
+    /// Payload decoding: `auto` (JSON, else text), `json` or `text`.
+    #[serde(default)]
+    pub payload: PayloadMode,
+    /// `message` (mqtt_message records) or `gate_trigger` (every topic captures `{lane}`).
+    #[serde(default)]
+    pub emit: EmitMode,
+}
+
+/// One level of a topic pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Level {
+    Exact(String),
+    /// `+`
+    Any,
+    /// `#` (only last)
+    Rest,
+    /// `prefix{name}suffix`
+    Capture {
+        prefix: String,
+        name: String,
+        suffix: String,
+    },
+}
+
+/// A parsed topic pattern: what to subscribe to and how to read a topic back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPattern {
+    levels: Vec<Level>,
+}
+
+impl TopicPattern {
+    /// Parse `a/+/track{lane}/#`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("a topic cannot be empty".into());
+        }
+        let parts: Vec<&str> = text.split('/').collect();
+        let mut levels = Vec::with_capacity(parts.len());
+        let mut names: Vec<String> = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let level = match *part {
+                "+" => Level::Any,
+                "#" if i + 1 == parts.len() => Level::Rest,
+                "#" => return Err(format!("`{text}`: `#` must be the last level")),
+                _ if part.contains(['+', '#']) => {
+                    return Err(format!(
+                        "`{text}`: `+` and `#` must be a whole level (`a/+/b`, `a/#`)"
+                    ))
+                }
+                _ if part.contains(['{', '}']) => {
+                    let (prefix, rest) = part
+                        .split_once('{')
+                        .ok_or_else(|| format!("`{text}`: `}}` without `{{`"))?;
+                    let (name, suffix) = rest
+                        .split_once('}')
+                        .ok_or_else(|| format!("`{text}`: `{{` without `}}`"))?;
+                    if suffix.contains(['{', '}']) || name.contains('{') {
+                        return Err(format!("`{text}`: at most one `{{name}}` per level"));
+                    }
+                    let valid_name = !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !valid_name {
+                        return Err(format!(
+                            "`{text}`: `{{{name}}}` is not a field name (letters, digits, `_`)"
+                        ));
+                    }
+                    if names.iter().any(|n| n == name) {
+                        return Err(format!("`{text}`: `{{{name}}}` appears twice"));
+                    }
+                    names.push(name.to_string());
+                    Level::Capture {
+                        prefix: prefix.to_string(),
+                        name: name.to_string(),
+                        suffix: suffix.to_string(),
+                    }
+                }
+                _ => Level::Exact(part.to_string()),
+            };
+            levels.push(level);
+        }
+        Ok(Self { levels })
+    }
+
+    /// The MQTT filter to subscribe with: captures become `+`.
+    pub fn filter(&self) -> String {
+        let parts: Vec<&str> = self
+            .levels
+            .iter()
+            .map(|level| match level {
+                Level::Exact(text) => text.as_str(),
+                Level::Any | Level::Capture { .. } => "+",
+                Level::Rest => "#",
+            })
+            .collect();
+        parts.join("/")
+    }
+
+    /// Names of the captured fields.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.levels.iter().filter_map(|level| match level {
+            Level::Capture { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The captured fields when `topic` matches, else None.
+    pub fn matches(&self, topic: &str) -> Option<BTreeMap<String, String>> {
+        let mut fields = BTreeMap::new();
+        let mut parts = topic.split('/');
+        for level in &self.levels {
+            match level {
+                Level::Rest => {
+                    // `a/#` also matches `a` itself (MQTT 3.1.1, 4.7.1.2); and `#` does not
+                    // match topics starting with `$` when it is the first level.
+                    if self.levels.len() == 1 && topic.starts_with('$') {
+                        return None;
+                    }
+                    return Some(fields);
+                }
+                _ => {}
+            }
+            let part = parts.next()?;
+            match level {
+                Level::Exact(text) => {
+                    if part != text {
+                        return None;
+                    }
+                }
+                Level::Any => {}
+                Level::Capture {
+                    prefix,
+                    name,
+                    suffix,
+                } => {
+                    let middle = part
+                        .strip_prefix(prefix.as_str())?
+                        .strip_suffix(suffix.as_str())?;
+                    if middle.is_empty() {
+                        return None;
+                    }
+                    fields.insert(name.clone(), middle.to_string());
+                }
+                Level::Rest => unreachable!("handled above"),
+            }
+        }
+        parts.next().is_none().then_some(fields)
+    }
+}
+
+impl MqttSourceConfig {
+    fn patterns(&self) -> Result<Vec<TopicPattern>, String> {
+        self.topics.iter().map(|t| TopicPattern::parse(t)).collect()
+    }
+}
+
+impl ComponentConfig for MqttSourceConfig {
+    fn emits(&self) -> Kinds {
+        match self.emit {
+            EmitMode::Message => Kinds::of(&[RecordKind::MqttMessage]),
+            EmitMode::GateTrigger => Kinds::of(&[RecordKind::GateTrigger]),
+        }
+    }
+
+    fn check(&self) -> Vec<OptionProblem> {
+        let mut problems = broker::check_common(
+            &self.url,
+            self.qos,
+            self.username.as_ref(),
+            self.password.as_ref(),
+        );
+        if self.topics.is_empty() {
+            problems.push(OptionProblem::new(
+                "topics",
+                "give at least one topic, e.g. [\"carrera/track{lane}/finish\"] or [\"#\"]",
+            ));
+        }
+        for (i, topic) in self.topics.iter().enumerate() {
+            match TopicPattern::parse(topic) {
+                Err(message) => problems.push(OptionProblem::new(format!("topics[{i}]"), message)),
+                Ok(pattern) => {
+                    if self.emit == EmitMode::GateTrigger && !pattern.names().any(|n| n == "lane")
+                    {
+                        problems.push(OptionProblem::new(
+                            format!("topics[{i}]"),
+                            format!(
+                                "`{topic}`: with emit = \"gate_trigger\" every topic must capture the lane, e.g. `carrera/track{{lane}}/finish`"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.client_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            problems.push(OptionProblem::new(
+                "client_id",
+                "leave `client_id` out for a random one, or give a non-empty id",
+            ));
+        }
+        problems
+    }
+
+    fn build(&self, _ctx: &BuildContext) -> Result<Box<dyn Component>, ComponentError> {
+        let patterns = self.patterns()?;
+        let broker = Broker::new(
+            &self.url,
+            self.client_id.as_deref(),
+            self.username.as_ref(),
+            self.password.as_ref(),
+            self.clean_session,
+        )?;
+        let qos = broker::qos(self.qos).ok_or("MQTT QoS is 0, 1 or 2")?;
+        let mut filters: Vec<String> = Vec::new();
+        for pattern in &patterns {
+            let filter = pattern.filter();
+            if !filters.contains(&filter) {
+                filters.push(filter);
+            }
+        }
+        Ok(Box::new(MqttSource {
+            broker,
+            qos,
+            filters,
+            decoder: Decoder {
+                patterns,
+                payload: self.payload,
+                emit: self.emit,
+            },
+            counts: Counts::default(),
+        }))
+    }
+}
+
+pub fn spec() -> ComponentSpec {
+    ComponentSpec::new::<MqttSourceConfig>(
+        "mqtt",
+        Role::Source,
+        "MQTT subscriber: messages (topic, named topic parts, JSON or text payload) or light-gate triggers",
+    )
+}
+
+/// Turns messages into records; independent of the connection.
+#[derive(Debug)]
+pub struct Decoder {
+    patterns: Vec<TopicPattern>,
+    payload: PayloadMode,
+    emit: EmitMode,
+}
+
+/// Why a message gave no record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// The topic matches no pattern's fixed text (counted as discarded).
+    NoPattern,
+    /// Payload or lane unusable (counted as an error).
+    Malformed(String),
+}
+
+impl Decoder {
+    /// The record for one message.
+    pub fn decode(&self, topic: &str, payload: &[u8]) -> Result<Record, Skip> {
+        let fields = self
+            .patterns
+            .iter()
+            .find_map(|pattern| pattern.matches(topic))
+            .ok_or(Skip::NoPattern)?;
+        match self.emit {
+            EmitMode::Message => {
+                let payload = decode_payload(self.payload, payload).map_err(Skip::Malformed)?;
+                Ok(Record::MqttMessage(Arc::new(MqttMessage {
+                    topic: topic.to_string(),
+                    fields,
+                    payload,
+                })))
+            }
+            EmitMode::GateTrigger => {
+                let lane_text = fields.get("lane").map(String::as_str).unwrap_or("");
+                let lane = lane_text
+                    .parse::<u32>()
+                    .map_err(|_| Skip::Malformed(format!("lane `{lane_text}` is not a number")))?;
+                let gate_time_ns = if payload.iter().all(u8::is_ascii_whitespace) {
+                    None
+                } else {
+                    match serde_json::from_slice::<serde_json::Value>(payload) {
+                        Ok(value) => gate_time_ns(&value),
+                        Err(_) if self.payload == PayloadMode::Json => {
+                            return Err(Skip::Malformed("payload is not JSON".into()))
+                        }
+                        Err(_) => None,
+                    }
+                };
+                Ok(Record::GateTrigger(GateTrigger { lane, gate_time_ns }))
+            }
+        }
+    }
+}
+
+/// Decode a payload per `mode`.
+pub fn decode_payload(mode: PayloadMode, payload: &[u8]) -> Result<serde_json::Value, String> {
+    let as_json = || serde_json::from_slice::<serde_json::Value>(payload);
+    let as_text = || {
+        std::str::from_utf8(payload)
+            .map(|text| serde_json::Value::String(text.to_string()))
+            .map_err(|_| "payload is neither JSON nor UTF-8 text".to_string())
+    };
+    match mode {
+        PayloadMode::Json => as_json().map_err(|e| format!("payload is not JSON: {e}")),
+        PayloadMode::Text => as_text(),
+        PayloadMode::Auto => as_json().or_else(|_| as_text()),
+    }
+}
+
+/// The gate's own timestamp in a JSON payload (see the module docs for the names).
+pub fn gate_time_ns(value: &serde_json::Value) -> Option<i64> {
+    const NAMES: [(&str, f64); 9] = [
+        ("t_ns", 1.0),
+        ("time_ns", 1.0),
+        ("timestamp_ns", 1.0),
+        ("t_us", 1e3),
+        ("time_us", 1e3),
+        ("timestamp_us", 1e3),
+        ("t_ms", 1e6),
+        ("time_ms", 1e6),
+        ("timestamp_ms", 1e6),
+    ];
+    let object = value.as_object()?;
+    NAMES.iter().find_map(|(name, scale)| {
+        let number = object.get(*name)?;
+        if let Some(whole) = number.as_i64() {
+            return whole.checked_mul(*scale as i64);
+        }
+        let ns = number.as_f64()? * scale;
+        (ns.is_finite() && ns.abs() < 9.0e18).then_some(ns.round() as i64)
+    })
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    malformed: u64,
+    unmatched: u64,
+    failures: u64,
+}
+
+pub struct MqttSource {
+    broker: Broker,
+    qos: QoS,
+    filters: Vec<String>,
+    decoder: Decoder,
+    counts: Counts,
+}
+
+/// Largest batch handed downstream at once.
+const MAX_BATCH: usize = 1000;
+
+enum Ended {
+    Shutdown,
+    Lost { connected: bool },
+}
+
+#[async_trait]
+impl Component for MqttSource {
+    async fn run(&mut self, io: &mut Io) -> Result<(), ComponentError> {
+        tracing::info!(
+            host = %self.broker.url.host,
+            port = self.broker.url.port,
+            tls = self.broker.url.tls,
+            topics = ?self.filters,
+            "mqtt: subscribing"
+        );
+        let mut backoff = broker::reconnect_backoff();
+        loop {
+            match self.connection(io).await? {
+                Ended::Shutdown => return Ok(()),
+                Ended::Lost { connected } => {
+                    if connected {
+                        backoff.reset();
+                    }
+                }
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = io.shutdown.triggered() => return Ok(()),
+            }
+        }
+    }
+}
+
+impl MqttSource {
+    /// One connection: subscribe, emit messages until it fails or shutdown.
+    async fn connection(&mut self, io: &mut Io) -> Result<Ended, ComponentError> {
+        let mut connection = self.broker.connect(16)?;
+        connection
+            .client
+            .try_subscribe_many(
+                self.filters
+                    .iter()
+                    .map(|filter| SubscribeFilter::new(filter.clone(), self.qos)),
+            )
+            .map_err(|e| format!("mqtt: cannot queue the subscription: {e}"))?;
+        let mut connected = false;
+        let ended = loop {
+            let note = tokio::select! {
+                biased;
+                _ = io.shutdown.triggered() => break Ended::Shutdown,
+                note = connection.notes.recv() => note,
+            };
+            let mut batch = Vec::new();
+            let mut next = note;
+            let mut lost = None;
+            loop {
+                match next {
+                    Some(Note::Message { topic, payload }) => {
+                        self.take(io, &topic, &payload, &mut batch);
+                    }
+                    Some(Note::Connected) => {
+                        connected = true;
+                        tracing::info!(host = %self.broker.url.host, "mqtt: connected");
+                    }
+                    Some(Note::Subscribed(codes)) => {
+                        for (filter, code) in self.filters.iter().zip(&codes) {
+                            if code.is_none() {
+                                io.metrics.add_error();
+                                tracing::warn!(filter, "mqtt: the broker refused the subscription");
+                            }
+                        }
+                    }
+                    Some(Note::Sent(_) | Note::Acked(_)) => {}
+                    Some(Note::Lost(error)) => {
+                        lost = Some(Some(error));
+                        break;
+                    }
+                    None => {
+                        lost = Some(None);
+                        break;
+                    }
+                }
+                if batch.len() >= MAX_BATCH {
+                    break;
+                }
+                match connection.notes.try_recv() {
+                    Ok(note) => next = Some(note),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => next = None,
+                }
+            }
+            if !batch.is_empty() {
+                tokio::select! {
+                    _ = io.output.send(batch) => {}
+                    _ = io.shutdown.triggered() => break Ended::Shutdown,
+                }
+            }
+            if let Some(error) = lost {
+                self.lost(io, error.as_ref(), connected);
+                break Ended::Lost { connected };
+            }
+        };
+        let _ = connection.client.try_disconnect();
+        Ok(ended)
+    }
+
+    fn take(&mut self, io: &Io, topic: &str, payload: &[u8], batch: &mut Vec<Event>) {
+        match self.decoder.decode(topic, payload) {
+            Ok(record) => batch.push(Event::new(broker::now_ns(), record)),
+            Err(Skip::NoPattern) => {
+                io.metrics.add_discarded(1);
+                self.counts.unmatched += 1;
+                if broker::worth_logging(self.counts.unmatched) {
+                    tracing::info!(
+                        topic,
+                        unmatched = self.counts.unmatched,
+                        "mqtt: skipping a message whose topic fits no pattern"
+                    );
+                }
+            }
+            Err(Skip::Malformed(why)) => {
+                io.metrics.add_error();
+                self.counts.malformed += 1;
+                if broker::worth_logging(self.counts.malformed) {
+                    tracing::warn!(
+                        topic,
+                        malformed = self.counts.malformed,
+                        "mqtt: skipping a message: {why}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn lost(&mut self, io: &Io, error: Option<&ConnectionError>, connected: bool) {
+        io.metrics.add_error();
+        self.counts.failures += 1;
+        let refused = matches!(
+            error,
+            Some(ConnectionError::ConnectionRefused(
+                ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized
+            ))
+        );
+        if connected || broker::worth_logging(self.counts.failures) {
+            match error {
+                Some(error) => tracing::warn!(
+                    %error,
+                    refused,
+                    failures = self.counts.failures,
+                    "mqtt: connection lost or refused; reconnecting"
+                ),
+                None => tracing::warn!("mqtt: connection ended; reconnecting"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patterns_subscribe_with_wildcards_and_capture_fields() {
+        let pattern = TopicPattern::parse("carrera/track{lane}/finish").unwrap();
+        assert_eq!(pattern.filter(), "carrera/+/finish");
+        let fields = pattern.matches("carrera/track12/finish").unwrap();
+        assert_eq!(fields.get("lane").map(String::as_str), Some("12"));
+        assert_eq!(pattern.matches("carrera/track/finish"), None, "empty capture");
+        assert_eq!(pattern.matches("carrera/lane1/finish"), None);
+        assert_eq!(pattern.matches("carrera/track1/finish/x"), None);
+        assert_eq!(pattern.matches("carrera/track1"), None);
+
+        let pattern = TopicPattern::parse("gates/home-g{gate}x/+/#").unwrap();
+        assert_eq!(pattern.filter(), "gates/+/+/#");
+        let fields = pattern.matches("gates/home-g3x/a/b/c").unwrap();
+        assert_eq!(fields.get("gate").map(String::as_str), Some("3"));
+        assert_eq!(pattern.matches("gates/home-g3/a/b"), None);
+        assert!(
+            TopicPattern::parse("gates/{site}/{gate}")
+                .unwrap()
+                .matches("gates/home/3")
+                .unwrap()
+                .len()
+                == 2
+        );
+        let all = TopicPattern::parse("#").unwrap();
+        assert!(all.matches("a/b").is_some());
+        assert!(all.matches("$SYS/x").is_none());
+        assert!(TopicPattern::parse("a/#").unwrap().matches("a").is_some());
+
+        for bad in ["", "a/#/b", "a/b+", "a/{x}{y}", "a/{x}-{y}", "a/{}", "a/{x", "a/x}", "{a}/{a}", "a/{b-c}"] {
+            assert!(TopicPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn payloads_decode_per_mode() {
+        assert_eq!(decode_payload(PayloadMode::Auto, b"{\"a\":1}"), Ok(json!({"a": 1})));
+        assert_eq!(decode_payload(PayloadMode::Auto, b"12.5"), Ok(json!(12.5)));
+        assert_eq!(decode_payload(PayloadMode::Auto, b"GO"), Ok(json!("GO")));
+        assert_eq!(decode_payload(PayloadMode::Auto, b""), Ok(json!("")));
+        assert!(decode_payload(PayloadMode::Auto, &[0xff, 0xfe]).is_err());
+        assert_eq!(decode_payload(PayloadMode::Text, b"[1]"), Ok(json!("[1]")));
+        assert!(decode_payload(PayloadMode::Json, b"GO").is_err());
+    }
+
+    #[test]
+    fn gate_times_from_payloads() {
+        assert_eq!(gate_time_ns(&json!({"timestamp_ms": 1500})), Some(1_500_000_000));
+        assert_eq!(gate_time_ns(&json!({"time_ms": 1.25})), Some(1_250_000));
+        assert_eq!(gate_time_ns(&json!({"t_ns": 7, "time_ms": 1})), Some(7));
+        assert_eq!(gate_time_ns(&json!({"t_us": 3})), Some(3000));
+        assert_eq!(gate_time_ns(&json!({"timestamp_ms": "soon"})), None);
+        assert_eq!(gate_time_ns(&json!({"timestamp": 5})), None);
+        assert_eq!(gate_time_ns(&json!([1])), None);
+        assert_eq!(gate_time_ns(&json!({"t_ms": 1e300})), None);
+    }
+
+    fn config(options: &str) -> MqttSourceConfig {
+        pitwall_api::testing::parse_config(options)
+    }
+
+    #[test]
+    fn checks_options() {
+        let ok = config("topics = [\"carrera/track{lane}/finish\"]\nemit = \"gate_trigger\"");
+        assert!(ok.check().is_empty(), "{:?}", ok.check());
+        assert_eq!(ok.emits(), Kinds::of(&[RecordKind::GateTrigger]));
+        let no_lane = config("topics = [\"carrera/+/finish\"]\nemit = \"gate_trigger\"");
+        assert_eq!(no_lane.check()[0].key, "topics[0]");
+        let bad = config("url = \"http://x\"\nqos = 3\ntopics = [\"a/#/b\"]\npassword = \"p\"");
+        let keys: Vec<String> = bad.check().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, vec!["url", "qos", "password", "topics[0]"]);
+        assert_eq!(config("topics = []").check()[0].key, "topics");
+        assert_eq!(
+            config("topics = [\"#\"]").emits(),
+            Kinds::of(&[RecordKind::MqttMessage])
+        );
+    }
+
+    #[test]
+    fn gate_decoding() {
+        let decoder = Decoder {
+            patterns: vec![TopicPattern::parse("carrera/track{lane}/finish").unwrap()],
+            payload: PayloadMode::Auto,
+            emit: EmitMode::GateTrigger,
+        };
+        assert_eq!(
+            decoder.decode("carrera/track2/finish", b""),
+            Ok(Record::GateTrigger(GateTrigger {
+                lane: 2,
+                gate_time_ns: None
+            }))
+        );
+        assert_eq!(
+            decoder.decode("carrera/track1/finish", b"{\"timestamp_ms\": 2}"),
+            Ok(Record::GateTrigger(GateTrigger {
+                lane: 1,
+                gate_time_ns: Some(2_000_000)
+            }))
+        );
+        assert_eq!(
+            decoder.decode("carrera/track1/finish", b"\x01\xff"),
+            Ok(Record::GateTrigger(GateTrigger {
+                lane: 1,
+                gate_time_ns: None
+            })),
+            "the payload is optional"
+        );
+        assert!(matches!(
+            decoder.decode("carrera/trackX/finish", b""),
+            Err(Skip::Malformed(_))
+        ));
+        assert_eq!(decoder.decode("other/track1/finish", b""), Err(Skip::NoPattern));
+    }
+}
