@@ -226,7 +226,10 @@ pub fn check_common(
         problems.push(OptionProblem::new("qos", "MQTT QoS is 0, 1 or 2"));
     }
     if username.is_none() && password.is_some() {
-        problems.push(OptionProblem::new("password", "`password` needs a `username`"));
+        problems.push(OptionProblem::new(
+            "password",
+            "`password` needs a `username`",
+        ));
     }
     problems
 }
@@ -363,7 +366,10 @@ mod tests {
             parse_broker_url("MQTT://gate.local/"),
             Ok(url(false, "gate.local", 1883))
         );
-        assert_eq!(parse_broker_url("tcp://[::1]:1999"), Ok(url(false, "::1", 1999)));
+        assert_eq!(
+            parse_broker_url("tcp://[::1]:1999"),
+            Ok(url(false, "::1", 1999))
+        );
         assert_eq!(parse_broker_url("ssl://[::1]"), Ok(url(true, "::1", 8883)));
         for bad in [
             "http://x:1",

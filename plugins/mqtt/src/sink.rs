@@ -265,7 +265,11 @@ impl ComponentConfig for MqttSinkConfig {
         if self.max_buffered == 0 {
             problems.push(OptionProblem::new("max_buffered", "must be at least 1"));
         }
-        if self.client_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+        if self
+            .client_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
             problems.push(OptionProblem::new(
                 "client_id",
                 "leave `client_id` out for a random one, or give a non-empty id",
@@ -595,12 +599,14 @@ mod tests {
 
     #[test]
     fn checks_options() {
-        let go = config("topic = \"carrera/race/start\"\nkinds = [\"race_control\"]\ntext = \"GO\"");
+        let go =
+            config("topic = \"carrera/race/start\"\nkinds = [\"race_control\"]\ntext = \"GO\"");
         assert!(go.check().is_empty(), "{:?}", go.check());
         assert_eq!(go.accepts(), Kinds::of(&[RecordKind::RaceControl]));
         assert_eq!(go.fixed_text().unwrap().as_deref(), Some("GO"));
         assert!(config("").accepts().is_all());
-        let bad = config("kinds = [\"laps\"]\npayload = \"text\"\ntopic = \"a/#\"\nmax_buffered = 0");
+        let bad =
+            config("kinds = [\"laps\"]\npayload = \"text\"\ntopic = \"a/#\"\nmax_buffered = 0");
         let keys: Vec<String> = bad.check().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, vec!["topic", "kinds[0]", "text", "max_buffered"]);
         let both = config("payload = \"json\"\ntext = \"GO\"");

@@ -186,9 +186,7 @@ impl TopicPattern {
                         return Err(format!("`{text}`: at most one `{{name}}` per level"));
                     }
                     let valid_name = !name.is_empty()
-                        && name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                     if !valid_name {
                         return Err(format!(
                             "`{text}`: `{{{name}}}` is not a field name (letters, digits, `_`)"
@@ -235,19 +233,16 @@ impl TopicPattern {
 
     /// The captured fields when `topic` matches, else None.
     pub fn matches(&self, topic: &str) -> Option<BTreeMap<String, String>> {
+        // Wildcards in the first level do not match `$SYS/...` topics (MQTT 3.1.1, 4.7.2).
+        if topic.starts_with('$') && !matches!(self.levels.first(), Some(Level::Exact(_))) {
+            return None;
+        }
         let mut fields = BTreeMap::new();
         let mut parts = topic.split('/');
         for level in &self.levels {
-            match level {
-                Level::Rest => {
-                    // `a/#` also matches `a` itself (MQTT 3.1.1, 4.7.1.2); and `#` does not
-                    // match topics starting with `$` when it is the first level.
-                    if self.levels.len() == 1 && topic.starts_with('$') {
-                        return None;
-                    }
-                    return Some(fields);
-                }
-                _ => {}
+            // `a/#` also matches `a` itself (MQTT 3.1.1, 4.7.1.2).
+            if *level == Level::Rest {
+                return Some(fields);
             }
             let part = parts.next()?;
             match level {
@@ -256,7 +251,7 @@ impl TopicPattern {
                         return None;
                     }
                 }
-                Level::Any => {}
+                Level::Any | Level::Rest => {}
                 Level::Capture {
                     prefix,
                     name,
@@ -270,7 +265,6 @@ impl TopicPattern {
                     }
                     fields.insert(name.clone(), middle.to_string());
                 }
-                Level::Rest => unreachable!("handled above"),
             }
         }
         parts.next().is_none().then_some(fields)
@@ -308,8 +302,7 @@ impl ComponentConfig for MqttSourceConfig {
             match TopicPattern::parse(topic) {
                 Err(message) => problems.push(OptionProblem::new(format!("topics[{i}]"), message)),
                 Ok(pattern) => {
-                    if self.emit == EmitMode::GateTrigger && !pattern.names().any(|n| n == "lane")
-                    {
+                    if self.emit == EmitMode::GateTrigger && !pattern.names().any(|n| n == "lane") {
                         problems.push(OptionProblem::new(
                             format!("topics[{i}]"),
                             format!(
@@ -320,7 +313,11 @@ impl ComponentConfig for MqttSourceConfig {
                 }
             }
         }
-        if self.client_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+        if self
+            .client_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
             problems.push(OptionProblem::new(
                 "client_id",
                 "leave `client_id` out for a random one, or give a non-empty id",
@@ -650,7 +647,11 @@ mod tests {
         assert_eq!(pattern.filter(), "carrera/+/finish");
         let fields = pattern.matches("carrera/track12/finish").unwrap();
         assert_eq!(fields.get("lane").map(String::as_str), Some("12"));
-        assert_eq!(pattern.matches("carrera/track/finish"), None, "empty capture");
+        assert_eq!(
+            pattern.matches("carrera/track/finish"),
+            None,
+            "empty capture"
+        );
         assert_eq!(pattern.matches("carrera/lane1/finish"), None);
         assert_eq!(pattern.matches("carrera/track1/finish/x"), None);
         assert_eq!(pattern.matches("carrera/track1"), None);
@@ -671,16 +672,38 @@ mod tests {
         let all = TopicPattern::parse("#").unwrap();
         assert!(all.matches("a/b").is_some());
         assert!(all.matches("$SYS/x").is_none());
+        assert!(TopicPattern::parse("+/x")
+            .unwrap()
+            .matches("$SYS/x")
+            .is_none());
+        assert!(TopicPattern::parse("$SYS/+")
+            .unwrap()
+            .matches("$SYS/x")
+            .is_some());
         assert!(TopicPattern::parse("a/#").unwrap().matches("a").is_some());
 
-        for bad in ["", "a/#/b", "a/b+", "a/{x}{y}", "a/{x}-{y}", "a/{}", "a/{x", "a/x}", "{a}/{a}", "a/{b-c}"] {
+        for bad in [
+            "",
+            "a/#/b",
+            "a/b+",
+            "a/{x}{y}",
+            "a/{x}-{y}",
+            "a/{}",
+            "a/{x",
+            "a/x}",
+            "{a}/{a}",
+            "a/{b-c}",
+        ] {
             assert!(TopicPattern::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn payloads_decode_per_mode() {
-        assert_eq!(decode_payload(PayloadMode::Auto, b"{\"a\":1}"), Ok(json!({"a": 1})));
+        assert_eq!(
+            decode_payload(PayloadMode::Auto, b"{\"a\":1}"),
+            Ok(json!({"a": 1}))
+        );
         assert_eq!(decode_payload(PayloadMode::Auto, b"12.5"), Ok(json!(12.5)));
         assert_eq!(decode_payload(PayloadMode::Auto, b"GO"), Ok(json!("GO")));
         assert_eq!(decode_payload(PayloadMode::Auto, b""), Ok(json!("")));
@@ -691,7 +714,10 @@ mod tests {
 
     #[test]
     fn gate_times_from_payloads() {
-        assert_eq!(gate_time_ns(&json!({"timestamp_ms": 1500})), Some(1_500_000_000));
+        assert_eq!(
+            gate_time_ns(&json!({"timestamp_ms": 1500})),
+            Some(1_500_000_000)
+        );
         assert_eq!(gate_time_ns(&json!({"time_ms": 1.25})), Some(1_250_000));
         assert_eq!(gate_time_ns(&json!({"t_ns": 7, "time_ms": 1})), Some(7));
         assert_eq!(gate_time_ns(&json!({"t_us": 3})), Some(3000));
@@ -755,6 +781,9 @@ mod tests {
             decoder.decode("carrera/trackX/finish", b""),
             Err(Skip::Malformed(_))
         ));
-        assert_eq!(decoder.decode("other/track1/finish", b""), Err(Skip::NoPattern));
+        assert_eq!(
+            decoder.decode("other/track1/finish", b""),
+            Err(Skip::NoPattern)
+        );
     }
 }

@@ -315,7 +315,10 @@ async fn gate_topics_become_gate_triggers_with_lanes_and_gate_times() {
     let metrics = running.metrics.clone();
     let events = running.stop().await;
     let found = gates(&events);
-    let lanes: Vec<(u32, Option<i64>)> = found.iter().map(|(_, g)| (g.lane, g.gate_time_ns)).collect();
+    let lanes: Vec<(u32, Option<i64>)> = found
+        .iter()
+        .map(|(_, g)| (g.lane, g.gate_time_ns))
+        .collect();
     assert_eq!(
         lanes,
         vec![(1, None), (2, Some(1_716_728_400_123_000_000)), (1, None)]
@@ -325,7 +328,10 @@ async fn gate_topics_become_gate_triggers_with_lanes_and_gate_times() {
     }
     assert_eq!(events.len(), 3, "only gate triggers: {events:?}");
     let snapshot = metrics.snapshot();
-    assert!(snapshot.discarded >= 1, "carrera/lane1/finish fits no pattern");
+    assert!(
+        snapshot.discarded >= 1,
+        "carrera/lane1/finish fits no pattern"
+    );
     let errors = snapshot.errors;
     assert!(errors >= 1);
 }
@@ -342,7 +348,12 @@ async fn messages_with_wildcards_json_and_text_payloads() {
     );
     probe_until(&client, &mut running, "pits/probe", |r| !r.seen.is_empty()).await;
     let probes = running.seen.len();
-    client.send("pits/lane/1", json!({"fuel": 12.5, "tyres": ["S", "M"]}).to_string()).await;
+    client
+        .send(
+            "pits/lane/1",
+            json!({"fuel": 12.5, "tyres": ["S", "M"]}).to_string(),
+        )
+        .await;
     client.send("pits/status", "box box").await;
     client.send("pits/bytes", vec![0xff, 0xfe, 0x00]).await;
     client.send("pits/count", "42").await;
@@ -352,7 +363,7 @@ async fn messages_with_wildcards_json_and_text_payloads() {
         .await;
     let metrics = running.metrics.clone();
     let events = running.stop().await;
-    let messages: Vec<(String, Vec<(String, String)>, Value)> = events[probes..]
+    let messages: Vec<Seen> = events[probes..]
         .iter()
         .map(|e| match &e.record {
             Record::MqttMessage(m) => (
@@ -367,7 +378,11 @@ async fn messages_with_wildcards_json_and_text_payloads() {
     assert_eq!(
         messages,
         vec![
-            ("pits/lane/1".into(), vec![], json!({"fuel": 12.5, "tyres": ["S", "M"]})),
+            (
+                "pits/lane/1".into(),
+                vec![],
+                json!({"fuel": 12.5, "tyres": ["S", "M"]})
+            ),
             ("pits/status".into(), vec![], json!("box box")),
             ("pits/count".into(), vec![], json!(42)),
             (
@@ -379,6 +394,9 @@ async fn messages_with_wildcards_json_and_text_payloads() {
     );
     assert_eq!(metrics.snapshot().errors, 1, "the non-UTF-8 payload");
 }
+
+/// A message record as (topic, captured fields, payload).
+type Seen = (String, Vec<(String, String)>, Value);
 
 fn lap(car: u32, lap_number: u32) -> Event {
     Event::new(
@@ -438,7 +456,10 @@ async fn sink_publishes_json_records_and_fixed_text() {
     let mut got = early.next(3, Duration::from_secs(10)).await;
     got.sort_by(|a, b| a.topic.cmp(&b.topic));
     let topics: Vec<&str> = got.iter().map(|m| m.topic.as_str()).collect();
-    assert_eq!(topics, vec!["carrera/race/start", "f1/9158/lap/1", "f1/9158/lap/44"]);
+    assert_eq!(
+        topics,
+        vec!["carrera/race/start", "f1/9158/lap/1", "f1/9158/lap/44"]
+    );
     assert_eq!(got[0].payload, b"GO");
     assert!(!got[0].retain);
     let json: Value = serde_json::from_slice(&got[2].payload).unwrap();
@@ -454,7 +475,10 @@ async fn sink_publishes_json_records_and_fixed_text() {
     assert!(retained.iter().all(|m| m.retain));
     assert_eq!(retained[1].topic, "f1/9158/lap/44");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(early.received.try_recv().is_err(), "nothing else was published");
+    assert!(
+        early.received.try_recv().is_err(),
+        "nothing else was published"
+    );
 }
 
 /// A TCP proxy the test can cut (dropping every connection and refusing new ones) and
@@ -600,15 +624,16 @@ async fn sink_buffers_while_the_broker_is_away_and_delivers_in_order() {
 
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    running
-        .feed(vec![lap(44, 2), lap(44, 3), lap(44, 4)])
-        .await;
+    running.feed(vec![lap(44, 2), lap(44, 3), lap(44, 4)]).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         subscriber.received.try_recv().is_err(),
         "nothing gets through while the broker is away"
     );
-    assert!(running.metrics.snapshot().errors >= 1, "the loss is counted");
+    assert!(
+        running.metrics.snapshot().errors >= 1,
+        "the loss is counted"
+    );
     proxy.restore();
     proxy.wait_for_reconnect(accepted_before).await;
     let later = subscriber.next(3, Duration::from_secs(15)).await;
@@ -635,9 +660,7 @@ async fn sink_keeps_at_most_max_buffered_and_gives_up_after_the_flush_timeout() 
         )),
         true,
     );
-    running
-        .feed((1..=5).map(|n| lap(44, n)).collect())
-        .await;
+    running.feed((1..=5).map(|n| lap(44, n)).collect()).await;
     let metrics = running.metrics.clone();
     let started = std::time::Instant::now();
     running.stop().await;
