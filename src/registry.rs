@@ -15,6 +15,7 @@ impl Registry {
         specs.extend(pitwall_openf1::components());
         specs.extend(pitwall_motion::components());
         specs.extend(pitwall_web::components());
+        specs.extend(pitwall_mqtt::components());
         specs.extend(pitwall_files::components());
         Self::new(specs)
     }
