@@ -75,7 +75,10 @@ fn main() {
             mix.push(r#"{"EventType":10,"Message":{"CarID":1,"OtherCarID":2,"ImpactSpeed":22.5,"WorldPos":{"X":10,"Y":1,"Z":20},"RelPos":{"X":0,"Y":0,"Z":1}}}"#.to_string());
         }
     }
-    let snapshots = mix.iter().filter(|m| m.contains("\"EventType\":200")).count();
+    let snapshots = mix
+        .iter()
+        .filter(|m| m.contains("\"EventType\":200"))
+        .count();
     let bytes: usize = mix.iter().map(String::len).sum();
 
     let mut state = RaceControl::new(StateOptions::default());

@@ -37,8 +37,9 @@ mod tests {
         )
         .unwrap();
         assert!(config.check().is_empty());
-        let error = (specs[0].parse)(toml::from_str("url = \"ws://x\"\ncoordinate = \"map\"").unwrap())
-            .unwrap_err();
+        let error =
+            (specs[0].parse)(toml::from_str("url = \"ws://x\"\ncoordinate = \"map\"").unwrap())
+                .unwrap_err();
         assert!(error.to_string().contains("coordinate"), "{error}");
     }
 }

@@ -192,7 +192,9 @@ struct EmperorSource {
 enum Ended {
     Shutdown,
     /// Lost; `delivered` tells whether it delivered anything (then backoff restarts).
-    Lost { delivered: bool },
+    Lost {
+        delivered: bool,
+    },
 }
 
 fn now_ns() -> i64 {

@@ -252,7 +252,11 @@ impl RaceControl {
             Coordinates::Map => {
                 let map = self.track_map?;
                 let scale = map.scale_factor.0;
-                Some(((x + map.offset_x.0) / scale, (y + map.offset_y.0) / scale, z))
+                Some((
+                    (x + map.offset_x.0) / scale,
+                    (y + map.offset_y.0) / scale,
+                    z,
+                ))
             }
         }
     }
@@ -519,8 +523,14 @@ impl RaceControl {
                 car_model: driver.car_info.car_model.non_empty(),
                 gap: driver.split.non_empty(),
                 laps: driver.laps(),
-                best_lap_s: stats.map(|s| s.best_lap.0).filter(|ns| *ns > 0).map(ns_to_s),
-                last_lap_s: stats.map(|s| s.last_lap.0).filter(|ns| *ns > 0).map(ns_to_s),
+                best_lap_s: stats
+                    .map(|s| s.best_lap.0)
+                    .filter(|ns| *ns > 0)
+                    .map(ns_to_s),
+                last_lap_s: stats
+                    .map(|s| s.last_lap.0)
+                    .filter(|ns| *ns > 0)
+                    .map(ns_to_s),
             });
             if self.standings.get(guid.as_str()) != Some(&standing) {
                 self.standings.insert(guid.clone(), standing.clone());
@@ -544,7 +554,12 @@ fn driver_info(driver: &SnapshotDriver, guid: String) -> DriverInfo {
     }
 }
 
-fn connection_event(session_key: SessionKey, info: &DriverInfo, connected: bool, now_ns: i64) -> Event {
+fn connection_event(
+    session_key: SessionKey,
+    info: &DriverInfo,
+    connected: bool,
+    now_ns: i64,
+) -> Event {
     Event::new(
         now_ns,
         Record::Connection(Arc::new(Connection {
@@ -650,7 +665,10 @@ pub fn slug(text: &str) -> String {
 /// `yyyymmddThhmmssZ` of ns since the epoch.
 fn compact_utc(ns: i64) -> String {
     let iso = format_iso8601_ns(ns); // 2024-05-26T13:03:35.123000+00:00
-    let digits: String = iso[..19].chars().filter(|c| *c != '-' && *c != ':').collect();
+    let digits: String = iso[..19]
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
     format!("{digits}Z")
 }
 
@@ -688,7 +706,10 @@ mod tests {
         let Record::Session(session) = &out[0].record else {
             panic!("{out:?}")
         };
-        assert_eq!(session.circuit_short_name.as_deref(), Some("ks_brands_hatch/gp"));
+        assert_eq!(
+            session.circuit_short_name.as_deref(),
+            Some("ks_brands_hatch/gp")
+        );
         assert_eq!(session.location.as_deref(), Some("West Kingsdown"));
         assert_eq!(session.session_type.as_deref(), Some("Race"));
         assert_eq!(session.year, Some(2024));

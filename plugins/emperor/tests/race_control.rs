@@ -266,9 +266,11 @@ async fn unknown_events_pass_on_as_json_when_asked_and_shutdown_interrupts_backo
         let (tcp, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
         ws.send(Message::text(snapshot(&[], &[]))).await.unwrap();
-        ws.send(Message::text(r#"{"EventType":300,"Message":{"Flag":"yellow"}}"#))
-            .await
-            .unwrap();
+        ws.send(Message::text(
+            r#"{"EventType":300,"Message":{"Flag":"yellow"}}"#,
+        ))
+        .await
+        .unwrap();
         ws.close(None).await.unwrap();
         // Refuse further connections by ending: the source keeps retrying with backoff.
     });
@@ -297,8 +299,10 @@ async fn unknown_events_pass_on_as_json_when_asked_and_shutdown_interrupts_backo
         .collect();
     assert_eq!(
         json,
-        vec![&json!({"source": "emperor", "session_key": "york", "event_type": 300,
-                     "message": {"Flag": "yellow"}})]
+        vec![
+            &json!({"source": "emperor", "session_key": "york", "event_type": 300,
+                     "message": {"Flag": "yellow"}})
+        ]
     );
     assert!(matches!(&events[0].record, Record::Session(s) if &*s.session_key == "york"));
 }

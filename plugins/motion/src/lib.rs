@@ -1,4 +1,5 @@
-//! Transforms over positions and time: `resample`, `bounds`, `project`, `decimate`, `filter`.
+//! Transforms over positions and time: `resample`, `bounds`, `project`, `decimate`, `filter`,
+//! `lap_timer`.
 
 use pitwall_api::ComponentSpec;
 
@@ -6,6 +7,7 @@ pub mod bounds;
 pub mod decimate;
 pub mod filter;
 pub mod keys;
+pub mod lap_timer;
 pub mod project;
 pub mod resample;
 
@@ -17,6 +19,7 @@ pub fn components() -> Vec<ComponentSpec> {
         project::spec(),
         decimate::spec(),
         filter::spec(),
+        lap_timer::spec(),
     ]
 }
 
@@ -27,7 +30,14 @@ mod tests {
         let names: Vec<&str> = super::components().iter().map(|s| s.type_name).collect();
         assert_eq!(
             names,
-            vec!["resample", "bounds", "project", "decimate", "filter"]
+            vec![
+                "resample",
+                "bounds",
+                "project",
+                "decimate",
+                "filter",
+                "lap_timer"
+            ]
         );
         for spec in super::components() {
             assert_eq!(spec.role, pitwall_api::Role::Transform);
@@ -50,6 +60,7 @@ mod tests {
             ),
             ("decimate", "every_n = 3"),
             ("filter", "sessions = [9158, \"latest\"]"),
+            ("lap_timer", "gates = [0.33, 0.66]"),
         ];
         for (name, text) in options {
             let spec = super::components()
