@@ -98,6 +98,13 @@ pub enum Record {
     GateTrigger(GateTrigger),
     /// An MQTT message as received: topic, fields named by the topic pattern, payload.
     MqttMessage(Arc<MqttMessage>),
+    /// A command from a person: `start`, `stop`, `reset` pressed on a dashboard.
+    Command(Arc<Command>),
+    /// Something race control announces (a start light, a lap, the finish), as the
+    /// message the dashboard protocol sends for it.
+    RaceEvent(Arc<RaceEvent>),
+    /// The whole state of a slot-car race: status and every lane's laps.
+    RaceState(Arc<RaceState>),
     /// Anything else, as raw JSON (the generic `file` source, unknown MQTT payloads).
     Json(Arc<serde_json::Value>),
 }
@@ -134,6 +141,9 @@ pub enum RecordKind {
     Chat,
     GateTrigger,
     MqttMessage,
+    Command,
+    RaceEvent,
+    RaceState,
     Json,
 }
 
@@ -167,6 +177,9 @@ impl RecordKind {
         Self::Chat,
         Self::GateTrigger,
         Self::MqttMessage,
+        Self::Command,
+        Self::RaceEvent,
+        Self::RaceState,
         Self::Json,
     ];
 
@@ -200,6 +213,9 @@ impl RecordKind {
             Self::Chat => "chat",
             Self::GateTrigger => "gate_trigger",
             Self::MqttMessage => "mqtt_message",
+            Self::Command => "command",
+            Self::RaceEvent => "race_event",
+            Self::RaceState => "race_state",
             Self::Json => "json",
         }
     }
@@ -245,6 +261,9 @@ impl Record {
             Self::Chat(_) => RecordKind::Chat,
             Self::GateTrigger(_) => RecordKind::GateTrigger,
             Self::MqttMessage(_) => RecordKind::MqttMessage,
+            Self::Command(_) => RecordKind::Command,
+            Self::RaceEvent(_) => RecordKind::RaceEvent,
+            Self::RaceState(_) => RecordKind::RaceState,
             Self::Json(_) => RecordKind::Json,
         }
     }
@@ -282,6 +301,9 @@ impl Record {
             | Self::Tick
             | Self::GateTrigger(_)
             | Self::MqttMessage(_)
+            | Self::Command(_)
+            | Self::RaceEvent(_)
+            | Self::RaceState(_)
             | Self::Json(_) => return None,
         })
     }
@@ -316,6 +338,9 @@ impl Record {
             | Self::Tick
             | Self::SessionEnd(_)
             | Self::MqttMessage(_)
+            | Self::Command(_)
+            | Self::RaceEvent(_)
+            | Self::RaceState(_)
             | Self::Json(_) => None,
         }
     }
@@ -903,6 +928,37 @@ pub struct MqttMessage {
     /// The payload: JSON when it parsed as JSON, else a string (text), else base64-free
     /// raw bytes are not kept (see the `mqtt` source's `payload` option).
     pub payload: serde_json::Value,
+}
+
+/// A command from a person.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// `start`, `stop`, `reset`, ...
+    pub name: String,
+}
+
+/// A race-control announcement, carried as the exact JSON object the dashboard protocol
+/// sends for it (`{"type":"light","light_id":1,"state":"on"}`, `{"type":"lap_finish",...}`;
+/// FORMATS.md section 7), so a dashboard forwards it without knowing every message.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RaceEvent {
+    pub message: serde_json::Value,
+}
+
+/// One lane of a slot-car race.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LaneState {
+    pub lane: u32,
+    /// Counted lap times in seconds, in order.
+    pub laps: Vec<f64>,
+}
+
+/// The whole state of a slot-car race, for a dashboard that connects mid-race.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RaceState {
+    /// `idle`, `lights`, `running` or `finished`.
+    pub status: String,
+    pub lanes: Vec<LaneState>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -291,6 +291,9 @@ fn write_payload(out: &mut Vec<u8>, record: &Record) -> serde_json::Result<()> {
         Record::Chat(r) => serde_json::to_writer(out, r),
         Record::GateTrigger(r) => serde_json::to_writer(out, r),
         Record::MqttMessage(r) => serde_json::to_writer(out, r),
+        Record::Command(r) => serde_json::to_writer(out, r),
+        Record::RaceEvent(r) => serde_json::to_writer(out, r),
+        Record::RaceState(r) => serde_json::to_writer(out, r),
         Record::Json(r) => serde_json::to_writer(out, r),
     }
 }
