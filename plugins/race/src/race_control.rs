@@ -362,7 +362,7 @@ impl RaceControl {
             other => {
                 metrics.add_error();
                 self.errors += 1;
-                if self.errors <= 5 || self.errors % 1000 == 0 {
+                if worth_logging(self.errors) {
                     tracing::warn!(command = %other, "unknown race command ignored (start, stop, reset)");
                 }
             }
@@ -417,7 +417,7 @@ impl RaceControl {
         if index >= lane_count {
             metrics.add_error();
             self.errors += 1;
-            if self.errors <= 5 || self.errors % 1000 == 0 {
+            if worth_logging(self.errors) {
                 tracing::warn!(
                     lane = trigger.lane,
                     lanes = lane_count,
@@ -544,4 +544,9 @@ fn ms_to_ns(ms: u64) -> i64 {
     i64::try_from(ms)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000)
+}
+
+/// Log the first few problems, then every 1000th.
+fn worth_logging(count: u64) -> bool {
+    count <= 5 || count % 1000 == 0
 }
