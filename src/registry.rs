@@ -17,6 +17,7 @@ impl Registry {
         specs.extend(pitwall_web::components());
         specs.extend(pitwall_mqtt::components());
         specs.extend(pitwall_emperor::components());
+        specs.extend(pitwall_race::components());
         specs.extend(pitwall_files::components());
         Self::new(specs)
     }
