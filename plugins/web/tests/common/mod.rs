@@ -22,6 +22,8 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Running {
     pub address: SocketAddr,
     pub input: Arc<Queue>,
+    /// What the sink emitted (sinks that also produce, like `dashboard`).
+    pub output: Arc<Queue>,
     pub metrics: Arc<ComponentMetrics>,
     pub task: JoinHandle<Result<(), String>>,
     pub ctx: BuildContext,
@@ -43,10 +45,13 @@ impl Running {
     }
 
     pub async fn connect(&self, session: &str) -> Client {
-        let (client, _) =
-            tokio_tungstenite::connect_async(format!("ws://{}/ws/{session}", self.address))
-                .await
-                .expect("WebSocket connects");
+        self.connect_path(&format!("/ws/{session}")).await
+    }
+
+    pub async fn connect_path(&self, path: &str) -> Client {
+        let (client, _) = tokio_tungstenite::connect_async(format!("ws://{}{path}", self.address))
+            .await
+            .expect("WebSocket connects");
         client
     }
 
@@ -78,6 +83,7 @@ where
     let mut component = config.build(&ctx).expect("sink builds");
     let mut wiring = wire("sink", true);
     let input = wiring.input.take().unwrap();
+    let output = wiring.output.clone();
     let metrics = wiring.io.metrics.clone();
     let task = tokio::spawn(async move {
         component
@@ -88,6 +94,7 @@ where
     let running = Running {
         address,
         input,
+        output,
         metrics,
         task,
         ctx,
