@@ -2,6 +2,8 @@
 //! real binary running it, and WebSocket/HTTP clients.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The two programs the end-to-end tests drive for real: headless Chromium (the dashboard in a
+# browser) and Mosquitto (a real MQTT broker). Installs them from Debian's packages if missing.
+set -euo pipefail
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+[ ${#need[@]} -eq 0 ] && exit 0
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo)
+"${as_root[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
