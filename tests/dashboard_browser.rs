@@ -9,74 +9,8 @@ mod support;
 use std::time::Duration;
 
 use support::browser::Browser;
+use support::mqtt::{publish, Mosquitto};
 use support::{free_port, Running, Workspace};
-
-/// A Mosquitto broker on `port` for the length of a test.
-struct Mosquitto {
-    /// Killed when the test drops it.
-    _child: tokio::process::Child,
-    _config: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    async fn start(port: u16) -> Self {
-        let config = tempfile::tempdir().unwrap();
-        let file = config.path().join("mosquitto.conf");
-        std::fs::write(
-            &file,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )
-        .unwrap();
-        let child = tokio::process::Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&file)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("mosquitto is installed (Debian package `mosquitto`)");
-        let started = std::time::Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < support::PATIENCE,
-                "mosquitto did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Self {
-            _child: child,
-            _config: config,
-        }
-    }
-}
-
-/// Publish one message with QoS 1 and wait until the broker has it.
-async fn publish(port: u16, topic: &str, payload: &str) {
-    let mut options =
-        rumqttc::MqttOptions::new(format!("test-{}", fastrand::u32(..)), "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut events) = rumqttc::AsyncClient::new(options, 10);
-    client
-        .publish(
-            topic,
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            payload.as_bytes().to_vec(),
-        )
-        .await
-        .unwrap();
-    loop {
-        match tokio::time::timeout(support::PATIENCE, events.poll()).await {
-            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => break,
-            Ok(Ok(_)) => continue,
-            other => panic!("publishing {topic} failed: {other:?}"),
-        }
-    }
-    let _ = client.disconnect().await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_race_in_a_real_browser() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod mqtt;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -105,6 +105,8 @@ pub enum Record {
     RaceEvent(Arc<RaceEvent>),
     /// The whole state of a slot-car race: status and every lane's laps.
     RaceState(Arc<RaceState>),
+    /// A network source lost or regained its peer (a broker, a server): displays say so.
+    LinkStatus(Arc<LinkStatus>),
     /// Anything else, as raw JSON (the generic `file` source, unknown MQTT payloads).
     Json(Arc<serde_json::Value>),
 }
@@ -144,6 +146,7 @@ pub enum RecordKind {
     Command,
     RaceEvent,
     RaceState,
+    LinkStatus,
     Json,
 }
 
@@ -180,6 +183,7 @@ impl RecordKind {
         Self::Command,
         Self::RaceEvent,
         Self::RaceState,
+        Self::LinkStatus,
         Self::Json,
     ];
 
@@ -216,6 +220,7 @@ impl RecordKind {
             Self::Command => "command",
             Self::RaceEvent => "race_event",
             Self::RaceState => "race_state",
+            Self::LinkStatus => "link_status",
             Self::Json => "json",
         }
     }
@@ -264,6 +269,7 @@ impl Record {
             Self::Command(_) => RecordKind::Command,
             Self::RaceEvent(_) => RecordKind::RaceEvent,
             Self::RaceState(_) => RecordKind::RaceState,
+            Self::LinkStatus(_) => RecordKind::LinkStatus,
             Self::Json(_) => RecordKind::Json,
         }
     }
@@ -304,6 +310,7 @@ impl Record {
             | Self::Command(_)
             | Self::RaceEvent(_)
             | Self::RaceState(_)
+            | Self::LinkStatus(_)
             | Self::Json(_) => return None,
         })
     }
@@ -341,6 +348,7 @@ impl Record {
             | Self::Command(_)
             | Self::RaceEvent(_)
             | Self::RaceState(_)
+            | Self::LinkStatus(_)
             | Self::Json(_) => None,
         }
     }
@@ -928,6 +936,16 @@ pub struct MqttMessage {
     /// The payload: JSON when it parsed as JSON, else a string (text), else base64-free
     /// raw bytes are not kept (see the `mqtt` source's `payload` option).
     pub payload: serde_json::Value,
+}
+
+/// A network source's link to its peer went down or came back.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The peer, e.g. `mqtt://127.0.0.1:1883`.
+    pub peer: String,
+    pub connected: bool,
+    /// What a person should read: "MQTT broker mqtt://... unreachable; reconnecting".
+    pub message: String,
 }
 
 /// A command from a person.

@@ -53,7 +53,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pitwall_api::component::OptionProblem;
-use pitwall_api::record::{GateTrigger, MqttMessage};
+use pitwall_api::record::{GateTrigger, LinkStatus, MqttMessage};
 use pitwall_api::{
     BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io, Kinds,
     Record, RecordKind, Role,
@@ -280,8 +280,8 @@ impl MqttSourceConfig {
 impl ComponentConfig for MqttSourceConfig {
     fn emits(&self) -> Kinds {
         match self.emit {
-            EmitMode::Message => Kinds::of(&[RecordKind::MqttMessage]),
-            EmitMode::GateTrigger => Kinds::of(&[RecordKind::GateTrigger]),
+            EmitMode::Message => Kinds::of(&[RecordKind::MqttMessage, RecordKind::LinkStatus]),
+            EmitMode::GateTrigger => Kinds::of(&[RecordKind::GateTrigger, RecordKind::LinkStatus]),
         }
     }
 
@@ -353,6 +353,7 @@ impl ComponentConfig for MqttSourceConfig {
                 emit: self.emit,
             },
             counts: Counts::default(),
+            link_up: None,
         }))
     }
 }
@@ -473,6 +474,8 @@ pub struct MqttSource {
     filters: Vec<String>,
     decoder: Decoder,
     counts: Counts,
+    /// Whether the broker was last known reachable; `None` before the first attempt.
+    link_up: Option<bool>,
 }
 
 /// Largest batch handed downstream at once.
@@ -542,6 +545,10 @@ impl MqttSource {
                     Some(Note::Connected) => {
                         connected = true;
                         tracing::info!(host = %self.broker.url.host, "mqtt: connected");
+                        if self.link_up == Some(false) {
+                            batch.push(self.link_status(true, "connected again".to_string()));
+                        }
+                        self.link_up = Some(true);
                     }
                     Some(Note::Subscribed(codes)) => {
                         for (filter, code) in self.filters.iter().zip(&codes) {
@@ -578,11 +585,42 @@ impl MqttSource {
             }
             if let Some(error) = lost {
                 self.lost(io, error.as_ref(), connected);
+                // Say so once per outage, not on every failed retry.
+                if self.link_up != Some(false) {
+                    self.link_up = Some(false);
+                    let why =
+                        error.map_or_else(|| "connection ended".to_string(), |e| e.to_string());
+                    let status =
+                        self.link_status(false, format!("unreachable ({why}); reconnecting"));
+                    tokio::select! {
+                        _ = io.output.send(vec![status]) => {}
+                        _ = io.shutdown.triggered() => break Ended::Shutdown,
+                    }
+                }
                 break Ended::Lost { connected };
             }
         };
         let _ = connection.client.try_disconnect();
         Ok(ended)
+    }
+
+    /// A `link_status` record about this source's broker.
+    fn link_status(&self, connected: bool, what: String) -> Event {
+        let url = &self.broker.url;
+        let peer = format!(
+            "{}://{}:{}",
+            if url.tls { "mqtts" } else { "mqtt" },
+            url.host,
+            url.port
+        );
+        Event::new(
+            broker::now_ns(),
+            Record::LinkStatus(std::sync::Arc::new(LinkStatus {
+                message: format!("MQTT broker {peer} {what}"),
+                peer,
+                connected,
+            })),
+        )
     }
 
     fn take(&mut self, io: &Io, topic: &str, payload: &[u8], batch: &mut Vec<Event>) {

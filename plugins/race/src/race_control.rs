@@ -154,6 +154,7 @@ impl ComponentConfig for RaceControlConfig {
             RecordKind::GateTrigger,
             RecordKind::Command,
             RecordKind::Tick,
+            RecordKind::LinkStatus,
         ])
     }
 
@@ -320,6 +321,13 @@ impl RaceControl {
         match &event.record {
             Record::Command(command) => self.command(&command.name, out, metrics),
             Record::GateTrigger(trigger) => self.gate(event.time_ns, trigger, out, metrics),
+            // The gates' broker went away or came back: every dashboard shows it, as the
+            // original did with its `status` message. Timing goes on when gates return.
+            Record::LinkStatus(status) => self.announce(
+                out,
+                Instant::now(),
+                serde_json::json!({ "type": "status", "message": status.message }),
+            ),
             // Ticks and other kinds carry nothing for us.
             _ => {}
         }

@@ -294,6 +294,7 @@ fn write_payload(out: &mut Vec<u8>, record: &Record) -> serde_json::Result<()> {
         Record::Command(r) => serde_json::to_writer(out, r),
         Record::RaceEvent(r) => serde_json::to_writer(out, r),
         Record::RaceState(r) => serde_json::to_writer(out, r),
+        Record::LinkStatus(r) => serde_json::to_writer(out, r),
         Record::Json(r) => serde_json::to_writer(out, r),
     }
 }
