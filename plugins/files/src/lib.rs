@@ -1,7 +1,8 @@
 //! Generic file components: source `file` (NDJSON replay), sinks `file` (NDJSON, rotating)
-//! and `console` (JSON lines to stdout).
+//! and `console` (JSON lines to stdout), and sink `parquet` (columnar recordings, one file per
+//! record kind).
 //!
-//! All three speak one format: one [`Event`](pitwall_api::Event) per line in its serde form,
+//! The three NDJSON components speak one format (the `parquet` sink starts from it too): one [`Event`](pitwall_api::Event) per line in its serde form,
 //! `{"time_ns":..,"kind":..,<fields of the record>}`. A recording made by the `file` sink
 //! replays through the `file` source as the same events.
 
@@ -11,10 +12,16 @@ use pitwall_api::{ComponentSpec, RecordKind};
 pub mod console;
 pub mod file_sink;
 pub mod file_source;
+pub mod parquet;
 
 /// Every component type of this family.
 pub fn components() -> Vec<ComponentSpec> {
-    vec![console::spec(), file_sink::spec(), file_source::spec()]
+    vec![
+        console::spec(),
+        file_sink::spec(),
+        file_source::spec(),
+        parquet::spec(),
+    ]
 }
 
 /// Parse a list of kind names from an option, reporting the first unknown name under `key`.
@@ -55,6 +62,7 @@ mod tests {
                 ("console", pitwall_api::Role::Sink),
                 ("file", pitwall_api::Role::Sink),
                 ("file", pitwall_api::Role::Source),
+                ("parquet", pitwall_api::Role::Sink),
             ]
         );
     }
