@@ -84,6 +84,10 @@ impl HttpServers {
         };
         let app = Router::new().fallback(dispatch);
         let stop = inner.stop.clone();
+        // Live frames and race messages are small: send them at once, without Nagle.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.triggered().await })

@@ -200,7 +200,11 @@ impl Broker {
     /// A new client whose event loop runs in a task (aborted when the [`Connection`] is
     /// dropped). Requests can be queued on the client at once; they go out after the ConnAck.
     pub fn connect(&self, capacity: usize) -> Result<Connection, ComponentError> {
-        let (client, eventloop) = AsyncClient::new(self.mqtt_options()?, capacity);
+        let (client, mut eventloop) = AsyncClient::new(self.mqtt_options()?, capacity);
+        // Gate messages are tiny and latency matters more than packet count: no Nagle.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let (notes_tx, notes) = mpsc::channel(4096);
         let task = tokio::spawn(drive(eventloop, notes_tx));
         Ok(Connection {

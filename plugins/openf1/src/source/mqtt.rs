@@ -721,6 +721,9 @@ async fn connection(
         options.set_transport(rumqttc::Transport::tls_with_config(tls_config()?));
     }
     let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let qos = QoS::AtLeastOnce;
     client
         .try_subscribe_many(
