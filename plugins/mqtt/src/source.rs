@@ -773,7 +773,10 @@ mod tests {
     fn checks_options() {
         let ok = config("topics = [\"carrera/track{lane}/finish\"]\nemit = \"gate_trigger\"");
         assert!(ok.check().is_empty(), "{:?}", ok.check());
-        assert_eq!(ok.emits(), Kinds::of(&[RecordKind::GateTrigger]));
+        assert_eq!(
+            ok.emits(),
+            Kinds::of(&[RecordKind::GateTrigger, RecordKind::LinkStatus])
+        );
         let no_lane = config("topics = [\"carrera/+/finish\"]\nemit = \"gate_trigger\"");
         assert_eq!(no_lane.check()[0].key, "topics[0]");
         let bad = config("url = \"http://x\"\nqos = 3\ntopics = [\"a/#/b\"]\npassword = \"p\"");
@@ -782,7 +785,7 @@ mod tests {
         assert_eq!(config("topics = []").check()[0].key, "topics");
         assert_eq!(
             config("topics = [\"#\"]").emits(),
-            Kinds::of(&[RecordKind::MqttMessage])
+            Kinds::of(&[RecordKind::MqttMessage, RecordKind::LinkStatus])
         );
     }
 
