@@ -41,9 +41,9 @@
 //! finished_interval_ms = 1000       # FINISHED cadence after the session's end
 //! ```
 
+use crate::clients::ClientLimit;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -190,8 +190,7 @@ impl ComponentConfig for CardputerConfig {
         let server = ctx.http.acquire(address)?;
         let shared = Arc::new(Shared {
             sessions: RwLock::new(HashMap::new()),
-            clients: AtomicUsize::new(0),
-            max_clients: self.max_clients.max(1),
+            clients: ClientLimit::new(self.max_clients),
         });
         let mut sink = CardputerSink {
             server,
@@ -231,8 +230,7 @@ struct SessionHub {
 
 struct Shared {
     sessions: RwLock<HashMap<SessionKey, Arc<SessionHub>>>,
-    clients: AtomicUsize,
-    max_clients: usize,
+    clients: Arc<ClientLimit>,
 }
 
 impl Shared {
@@ -242,26 +240,6 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .get(session_key)
             .cloned()
-    }
-}
-
-/// A connected client's place under `max_clients`, given back when dropped.
-struct ClientSlot(Arc<Shared>);
-
-impl ClientSlot {
-    fn take(shared: &Arc<Shared>) -> Option<ClientSlot> {
-        let before = shared.clients.fetch_add(1, Ordering::AcqRel);
-        if before >= shared.max_clients {
-            shared.clients.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(ClientSlot(shared.clone()))
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -467,7 +445,7 @@ impl CardputerSink {
             session.hub.frames.send_replace(Latest::Closed);
         }
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while self.shared.clients.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while self.shared.clients.connected() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -529,7 +507,7 @@ async fn open_socket(
     State(app): State<AppState>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let Some(slot) = ClientSlot::take(&app.shared) else {
+    let Some(slot) = app.shared.clients.take() else {
         tracing::debug!("WebSocket client refused: max_clients reached");
         return (
             StatusCode::SERVICE_UNAVAILABLE,

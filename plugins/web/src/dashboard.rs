@@ -38,9 +38,9 @@
 //! max_clients = 64                  # WebSocket clients at once; more get HTTP 503
 //! ```
 
+use crate::clients::ClientLimit;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -160,8 +160,7 @@ impl ComponentConfig for DashboardConfig {
                 }),
                 closed: false,
             }),
-            slots: AtomicUsize::new(0),
-            max_clients: self.max_clients.max(1),
+            slots: ClientLimit::new(self.max_clients),
             commands,
         });
         Ok(Box::new(DashboardSink {
@@ -225,34 +224,13 @@ struct Hub {
 
 struct Shared {
     hub: Mutex<Hub>,
-    slots: AtomicUsize,
-    max_clients: usize,
+    slots: Arc<ClientLimit>,
     commands: mpsc::Sender<String>,
 }
 
 impl Shared {
     fn hub(&self) -> std::sync::MutexGuard<'_, Hub> {
         self.hub.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A connected client's place under `max_clients`, given back when dropped.
-struct ClientSlot(Arc<Shared>);
-
-impl ClientSlot {
-    fn take(shared: &Arc<Shared>) -> Option<ClientSlot> {
-        let before = shared.slots.fetch_add(1, Ordering::AcqRel);
-        if before >= shared.max_clients {
-            shared.slots.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(ClientSlot(shared.clone()))
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.0.slots.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -353,7 +331,7 @@ impl DashboardSink {
             hub.clients.clear();
         }
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while self.shared.slots.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while self.shared.slots.connected() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -375,7 +353,7 @@ async fn page() -> Response {
 }
 
 async fn open_socket(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let Some(slot) = ClientSlot::take(&app.shared) else {
+    let Some(slot) = app.shared.slots.take() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many clients (max_clients)",

@@ -4,6 +4,7 @@
 use pitwall_api::ComponentSpec;
 
 pub mod cardputer;
+mod clients;
 pub mod dashboard;
 pub mod documents;
 pub mod rest;
