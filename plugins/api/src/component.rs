@@ -135,6 +135,21 @@ pub struct Listener {
     pub routes: Vec<String>,
 }
 
+impl Listener {
+    /// The listener of an HTTP component whose `option` holds `address`, claiming
+    /// `routes`; none while the address does not parse (the component's `check()` says so).
+    pub fn http(option: &'static str, address: &str, routes: Vec<String>) -> Vec<Listener> {
+        match parse_listen_address(address) {
+            Ok(address) => vec![Listener {
+                option,
+                address,
+                routes,
+            }],
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
 /// A component's parsed options.
 pub trait ComponentConfig: Send + Sync + fmt::Debug {
     /// Record kinds this component can emit (sources, transforms, and sinks that also

@@ -148,15 +148,11 @@ impl ComponentConfig for CardputerConfig {
     }
 
     fn listeners(&self) -> Vec<Listener> {
-        match parse_listen_address(&self.address) {
-            Ok(address) => vec![Listener {
-                option: "address",
-                address,
-                routes: vec![DOCUMENT_ROUTE.to_string(), WS_ROUTE.to_string()],
-            }],
-            // check() reports it.
-            Err(_) => Vec::new(),
-        }
+        Listener::http(
+            "address",
+            &self.address,
+            vec![DOCUMENT_ROUTE.to_string(), WS_ROUTE.to_string()],
+        )
     }
 
     fn check(&self) -> Vec<OptionProblem> {

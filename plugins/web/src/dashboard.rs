@@ -122,14 +122,11 @@ impl ComponentConfig for DashboardConfig {
     }
 
     fn listeners(&self) -> Vec<Listener> {
-        match parse_listen_address(&self.address) {
-            Ok(address) => vec![Listener {
-                option: "address",
-                address,
-                routes: vec![PAGE_ROUTE.to_string(), WS_ROUTE.to_string()],
-            }],
-            Err(_) => Vec::new(),
-        }
+        Listener::http(
+            "address",
+            &self.address,
+            vec![PAGE_ROUTE.to_string(), WS_ROUTE.to_string()],
+        )
     }
 
     fn check(&self) -> Vec<OptionProblem> {

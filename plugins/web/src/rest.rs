@@ -157,14 +157,11 @@ impl ComponentConfig for RestConfig {
     }
 
     fn listeners(&self) -> Vec<Listener> {
-        match parse_listen_address(&self.address) {
-            Ok(address) => vec![Listener {
-                option: "address",
-                address,
-                routes: self.routes.keys().cloned().collect(),
-            }],
-            Err(_) => Vec::new(),
-        }
+        Listener::http(
+            "address",
+            &self.address,
+            self.routes.keys().cloned().collect(),
+        )
     }
 
     fn check(&self) -> Vec<OptionProblem> {
