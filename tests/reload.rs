@@ -31,6 +31,35 @@ address = "127.0.0.1:{admin}"
     )
 }
 
+/// The pipeline above with sink `sink_id`, running, and one client that has seen `frames`
+/// frames: where every reload test starts.
+struct Screen {
+    workspace: Workspace,
+    port: u16,
+    admin: u16,
+    running: Running,
+    client: Client,
+}
+
+impl Screen {
+    async fn start(sink_id: &str, frames: usize) -> Self {
+        let workspace = Workspace::with_frames(600);
+        let (port, admin) = (free_port(), free_port());
+        workspace.write_pipeline(&pipeline(port, admin, sink_id, ""));
+        let running = Running::start(&workspace).await;
+        running.wait_healthy(admin).await;
+        let client = Client::connect(port, "1").await;
+        client.wait_for_frames(frames).await;
+        Self {
+            workspace,
+            port,
+            admin,
+            running,
+            client,
+        }
+    }
+}
+
 const RECORDER: &str = r#"
 [sinks.recorder]
 type = "file"
@@ -41,14 +70,13 @@ flush_every_ms = 100
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchanged_sink_keeps_its_client_while_a_sink_is_added_and_removed() {
-    let workspace = Workspace::with_frames(600);
-    let (port, admin) = (free_port(), free_port());
-    workspace.write_pipeline(&pipeline(port, admin, "screen", ""));
-    let running = Running::start(&workspace).await;
-    running.wait_healthy(admin).await;
-
-    let client = Client::connect(port, "1").await;
-    client.wait_for_frames(5).await;
+    let Screen {
+        workspace,
+        port,
+        admin,
+        running,
+        client,
+    } = Screen::start("screen", 5).await;
 
     // Add a recorder: the screen is unchanged and must not notice.
     workspace.write_pipeline(&pipeline(port, admin, "screen", RECORDER));
@@ -85,13 +113,13 @@ async fn unchanged_sink_keeps_its_client_while_a_sink_is_added_and_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_edit_keeps_the_old_graph() {
-    let workspace = Workspace::with_frames(600);
-    let (port, admin) = (free_port(), free_port());
-    workspace.write_pipeline(&pipeline(port, admin, "screen", ""));
-    let running = Running::start(&workspace).await;
-    running.wait_healthy(admin).await;
-    let client = Client::connect(port, "1").await;
-    client.wait_for_frames(3).await;
+    let Screen {
+        workspace,
+        port,
+        admin,
+        running,
+        client,
+    } = Screen::start("screen", 3).await;
 
     workspace.write_pipeline(&pipeline(
         port,
@@ -121,13 +149,13 @@ async fn a_broken_edit_keeps_the_old_graph() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_moves_from_an_old_component_to_a_new_one() {
-    let workspace = Workspace::with_frames(600);
-    let (port, admin) = (free_port(), free_port());
-    workspace.write_pipeline(&pipeline(port, admin, "old_screen", ""));
-    let running = Running::start(&workspace).await;
-    running.wait_healthy(admin).await;
-    let old_client = Client::connect(port, "1").await;
-    old_client.wait_for_frames(3).await;
+    let Screen {
+        workspace,
+        port,
+        admin,
+        running,
+        client: old_client,
+    } = Screen::start("old_screen", 3).await;
 
     workspace.write_pipeline(&pipeline(port, admin, "new_screen", ""));
     running.wait_reloads(admin, 1, 0).await;
@@ -150,13 +178,13 @@ async fn a_port_moves_from_an_old_component_to_a_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_failure_rolls_back() {
-    let workspace = Workspace::with_frames(600);
-    let (port, admin) = (free_port(), free_port());
-    workspace.write_pipeline(&pipeline(port, admin, "screen", ""));
-    let running = Running::start(&workspace).await;
-    running.wait_healthy(admin).await;
-    let client = Client::connect(port, "1").await;
-    client.wait_for_frames(3).await;
+    let Screen {
+        workspace,
+        port,
+        admin,
+        running,
+        client,
+    } = Screen::start("screen", 3).await;
 
     // Someone else holds this port: the new sink cannot be built.
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
