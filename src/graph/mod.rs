@@ -278,7 +278,7 @@ fn check_cycles(
         let path = component_path(&id).join(&input.key_path);
         out.push(
             Diagnostic::error(
-                source_of(pipeline),
+                &pipeline.source,
                 path.to_string(),
                 format!("the loop {} can deadlock: every edge in it blocks when full", names.join(" -> ")),
             )
@@ -291,10 +291,6 @@ fn check_cycles(
         );
     }
     out
-}
-
-fn source_of(pipeline: &Pipeline) -> &crate::diagnostics::SourceFile {
-    &pipeline.source
 }
 
 /// Tarjan's strongly connected components, iterative (pipelines are small, but recursion
