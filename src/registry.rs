@@ -19,6 +19,8 @@ impl Registry {
         specs.extend(pitwall_emperor::components());
         specs.extend(pitwall_race::components());
         specs.extend(pitwall_files::components());
+        specs.extend(pitwall_assetto::components());
+        specs.extend(pitwall_rfactor2::components());
         Self::new(specs)
     }
 

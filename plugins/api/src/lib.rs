@@ -8,6 +8,7 @@
 //!   ([`ComponentConfig`]) and run ([`Component`]).
 //! - [`channel`]: the bounded, batch-carrying edges with their `when_full` policy.
 //! - [`http`]: HTTP servers shared by every component that listens on the same address.
+//! - [`telemetry`]: the car-telemetry record every game source emits, and the AC wire format.
 //! - [`pacing`], [`backoff`], [`shutdown`], [`metrics`]: small shared helpers.
 
 pub mod backoff;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod pacing;
 pub mod record;
 pub mod shutdown;
+pub mod telemetry;
 pub mod testing;
 
 pub use channel::{Batch, Input, Output, WhenFull};
@@ -27,3 +29,4 @@ pub use component::{
 pub use metrics::ComponentMetrics;
 pub use record::{Event, Kinds, Record, RecordKind};
 pub use shutdown::Shutdown;
+pub use telemetry::CarTelemetry;

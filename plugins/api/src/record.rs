@@ -107,6 +107,8 @@ pub enum Record {
     RaceState(Arc<RaceState>),
     /// A network source lost or regained its peer (a broker, a server): displays say so.
     LinkStatus(Arc<LinkStatus>),
+    /// One car's telemetry from a sim (Assetto Corsa, rFactor 2, a recording).
+    CarTelemetry(Arc<crate::telemetry::CarTelemetry>),
     /// Anything else, as raw JSON (the generic `file` source, unknown MQTT payloads).
     Json(Arc<serde_json::Value>),
 }
@@ -147,6 +149,7 @@ pub enum RecordKind {
     RaceEvent,
     RaceState,
     LinkStatus,
+    CarTelemetry,
     Json,
 }
 
@@ -184,6 +187,7 @@ impl RecordKind {
         Self::RaceEvent,
         Self::RaceState,
         Self::LinkStatus,
+        Self::CarTelemetry,
         Self::Json,
     ];
 
@@ -221,6 +225,7 @@ impl RecordKind {
             Self::RaceEvent => "race_event",
             Self::RaceState => "race_state",
             Self::LinkStatus => "link_status",
+            Self::CarTelemetry => "car_telemetry",
             Self::Json => "json",
         }
     }
@@ -270,6 +275,7 @@ impl Record {
             Self::RaceEvent(_) => RecordKind::RaceEvent,
             Self::RaceState(_) => RecordKind::RaceState,
             Self::LinkStatus(_) => RecordKind::LinkStatus,
+            Self::CarTelemetry(_) => RecordKind::CarTelemetry,
             Self::Json(_) => RecordKind::Json,
         }
     }
@@ -303,6 +309,7 @@ impl Record {
             Self::Connection(r) => &r.session_key,
             Self::Collision(r) => &r.session_key,
             Self::Chat(r) => &r.session_key,
+            Self::CarTelemetry(r) => &r.session,
             Self::Bounds(_)
             | Self::Tick
             | Self::GateTrigger(_)
@@ -334,6 +341,7 @@ impl Record {
             Self::Collision(r) => Some(r.car),
             Self::Chat(r) => r.car,
             Self::GateTrigger(r) => Some(r.lane),
+            Self::CarTelemetry(r) => u32::try_from(r.car_id).ok(),
             Self::Session(_)
             | Self::Weather(_)
             | Self::ReferencePath(_)
@@ -351,6 +359,49 @@ impl Record {
             | Self::LinkStatus(_)
             | Self::Json(_) => None,
         }
+    }
+}
+
+/// Writes a record's own fields as JSON, without the `kind` tag that `Serialize` on
+/// [`Record`] adds: what document sinks serve and JSON WebSocket sinks map from.
+pub fn write_payload(out: &mut Vec<u8>, record: &Record) -> serde_json::Result<()> {
+    match record {
+        Record::Session(r) => serde_json::to_writer(out, r),
+        Record::Driver(r) => serde_json::to_writer(out, r),
+        Record::Position(r) => serde_json::to_writer(out, r),
+        Record::CarData(r) => serde_json::to_writer(out, r),
+        Record::RacePosition(r) => serde_json::to_writer(out, r),
+        Record::Lap(r) => serde_json::to_writer(out, r),
+        Record::Interval(r) => serde_json::to_writer(out, r),
+        Record::Stint(r) => serde_json::to_writer(out, r),
+        Record::Pit(r) => serde_json::to_writer(out, r),
+        Record::RaceControl(r) => serde_json::to_writer(out, r),
+        Record::Weather(r) => serde_json::to_writer(out, r),
+        Record::SessionResult(r) => serde_json::to_writer(out, r),
+        Record::StartingGrid(r) => serde_json::to_writer(out, r),
+        Record::ReferencePath(r) => serde_json::to_writer(out, r),
+        Record::Bounds(r) => serde_json::to_writer(out, r),
+        Record::TrackLayout(r) => serde_json::to_writer(out, r),
+        Record::RaceMetadata(r) => serde_json::to_writer(out, r),
+        Record::Frame(r) => serde_json::to_writer(out, r),
+        Record::Document(r) => serde_json::to_writer(out, r),
+        Record::Tick => {
+            out.extend_from_slice(b"{}");
+            Ok(())
+        }
+        Record::SessionEnd(r) => serde_json::to_writer(out, r),
+        Record::Standing(r) => serde_json::to_writer(out, r),
+        Record::Connection(r) => serde_json::to_writer(out, r),
+        Record::Collision(r) => serde_json::to_writer(out, r),
+        Record::Chat(r) => serde_json::to_writer(out, r),
+        Record::GateTrigger(r) => serde_json::to_writer(out, r),
+        Record::MqttMessage(r) => serde_json::to_writer(out, r),
+        Record::Command(r) => serde_json::to_writer(out, r),
+        Record::RaceEvent(r) => serde_json::to_writer(out, r),
+        Record::RaceState(r) => serde_json::to_writer(out, r),
+        Record::LinkStatus(r) => serde_json::to_writer(out, r),
+        Record::CarTelemetry(r) => serde_json::to_writer(out, r),
+        Record::Json(r) => serde_json::to_writer(out, r),
     }
 }
 

@@ -255,47 +255,6 @@ fn record_key(record: &Record) -> RecordKey {
     }
 }
 
-/// Write a record's own fields (no `kind` tag) as JSON.
-fn write_payload(out: &mut Vec<u8>, record: &Record) -> serde_json::Result<()> {
-    match record {
-        Record::Session(r) => serde_json::to_writer(out, r),
-        Record::Driver(r) => serde_json::to_writer(out, r),
-        Record::Position(r) => serde_json::to_writer(out, r),
-        Record::CarData(r) => serde_json::to_writer(out, r),
-        Record::RacePosition(r) => serde_json::to_writer(out, r),
-        Record::Lap(r) => serde_json::to_writer(out, r),
-        Record::Interval(r) => serde_json::to_writer(out, r),
-        Record::Stint(r) => serde_json::to_writer(out, r),
-        Record::Pit(r) => serde_json::to_writer(out, r),
-        Record::RaceControl(r) => serde_json::to_writer(out, r),
-        Record::Weather(r) => serde_json::to_writer(out, r),
-        Record::SessionResult(r) => serde_json::to_writer(out, r),
-        Record::StartingGrid(r) => serde_json::to_writer(out, r),
-        Record::ReferencePath(r) => serde_json::to_writer(out, r),
-        Record::Bounds(r) => serde_json::to_writer(out, r),
-        Record::TrackLayout(r) => serde_json::to_writer(out, r),
-        Record::RaceMetadata(r) => serde_json::to_writer(out, r),
-        Record::Frame(r) => serde_json::to_writer(out, r),
-        Record::Document(r) => serde_json::to_writer(out, r),
-        Record::Tick => {
-            out.extend_from_slice(b"{}");
-            Ok(())
-        }
-        Record::SessionEnd(r) => serde_json::to_writer(out, r),
-        Record::Standing(r) => serde_json::to_writer(out, r),
-        Record::Connection(r) => serde_json::to_writer(out, r),
-        Record::Collision(r) => serde_json::to_writer(out, r),
-        Record::Chat(r) => serde_json::to_writer(out, r),
-        Record::GateTrigger(r) => serde_json::to_writer(out, r),
-        Record::MqttMessage(r) => serde_json::to_writer(out, r),
-        Record::Command(r) => serde_json::to_writer(out, r),
-        Record::RaceEvent(r) => serde_json::to_writer(out, r),
-        Record::RaceState(r) => serde_json::to_writer(out, r),
-        Record::LinkStatus(r) => serde_json::to_writer(out, r),
-        Record::Json(r) => serde_json::to_writer(out, r),
-    }
-}
-
 enum Store {
     Latest(Option<Record>),
     PerKey(BTreeMap<RecordKey, Record>),
@@ -327,7 +286,7 @@ impl Store {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_payload(&mut out, record)?;
+                pitwall_api::record::write_payload(&mut out, record)?;
             }
             out.push(b']');
             Ok(out)
@@ -336,7 +295,7 @@ impl Store {
             Store::Latest(None) => None,
             Store::Latest(Some(record)) => {
                 let mut out = Vec::new();
-                Some(write_payload(&mut out, record).map(|()| out))
+                Some(pitwall_api::record::write_payload(&mut out, record).map(|()| out))
             }
             Store::PerKey(map) => Some(array(map.values())),
             Store::All(items, _) => Some(array(items.iter())),
