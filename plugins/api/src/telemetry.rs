@@ -70,6 +70,9 @@ pub struct CarTelemetry {
     pub position: [f32; 3],
     /// Session status as the game reports it (AC: 0 off, 1 replay, 2 live, 3 pause).
     pub status: i32,
+    /// The game's own code for the kind of session (rF2 `mSession`: 0 test day, 1-4
+    /// practice, 5-8 qualifying, 9 warm-up, 10-13 race; AC graphics `session`).
+    pub session_type: Option<i32>,
     pub completed_laps: i32,
     /// Race position, 1-based; 0 when unknown.
     pub place: i32,
@@ -189,6 +192,7 @@ pub fn from_frame(frame: &proto::TelemetryFrame, strings: &mut FrameStrings) -> 
         suspension_travel: wheels(physics.suspension_travel),
         position: [0.0; 3],
         status: graphics.status,
+        session_type: None,
         completed_laps: graphics.completed_laps,
         place: graphics.position,
         spline: graphics.normalized_car_pos,
