@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::ServiceExt;
 
+use crate::secret::Secret;
 use crate::shutdown::Shutdown;
 
 /// The registry of shared servers, one per address. Cheap to clone.
@@ -242,6 +243,75 @@ pub fn not_found(what: impl Into<String>) -> Response {
     (axum::http::StatusCode::NOT_FOUND, what.into()).into_response()
 }
 
+/// Requires `token` on every route of `router` (when one is configured): as
+/// `Authorization: Bearer TOKEN`, or as `?access_token=TOKEN` for clients that cannot set
+/// headers (a browser's WebSocket, a microcontroller). Anything else gets 401.
+pub fn require_token(router: Router, token: Option<Secret>) -> Router {
+    let Some(token) = token else {
+        return router;
+    };
+    let token = Arc::new(token);
+    router.route_layer(axum::middleware::from_fn(
+        move |request: Request, next: axum::middleware::Next| {
+            let token = token.clone();
+            async move {
+                if presents_token(&request, &token) {
+                    next.run(request).await
+                } else {
+                    (
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                        "a token is required: send `Authorization: Bearer <token>` or add `?access_token=<token>`\n",
+                    )
+                        .into_response()
+                }
+            }
+        },
+    ))
+}
+
+fn presents_token(request: &Request, token: &Secret) -> bool {
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if header.is_some_and(|candidate| token.matches(candidate.trim())) {
+        return true;
+    }
+    request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .filter_map(|pair| pair.strip_prefix("access_token="))
+        .any(|candidate| token.matches(&percent_decode(candidate)))
+}
+
+/// Minimal `%XX` decoding for a token in a query string.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +323,33 @@ mod tests {
         assert!(!routes_collide("/ws/{session}", "/session/{id}/{name}"));
         assert!(routes_collide("/files/{*rest}", "/files/a/b"));
         assert!(!routes_collide("/health", "/metrics"));
+    }
+
+    #[tokio::test]
+    async fn a_token_guards_every_route_by_header_or_query() {
+        let router = || {
+            require_token(
+                Router::new().route("/doc", axum::routing::get(|| async { "ok" })),
+                Some(Secret::new("s3cr%t")),
+            )
+        };
+        let status = |uri: &str, auth: Option<&str>| {
+            let mut request = Request::builder().uri(uri);
+            if let Some(auth) = auth {
+                request = request.header("authorization", auth);
+            }
+            let request = request.body(axum::body::Body::empty()).unwrap();
+            async move { router().oneshot(request).await.unwrap().status().as_u16() }
+        };
+        assert_eq!(status("/doc", None).await, 401);
+        assert_eq!(status("/doc", Some("Bearer wrong")).await, 401);
+        assert_eq!(status("/doc", Some("Bearer s3cr%t")).await, 200);
+        assert_eq!(status("/doc?access_token=s3cr%25t", None).await, 200);
+        assert_eq!(status("/doc?x=1&access_token=s3cr", None).await, 401);
+    }
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(percent_decode("a%20b+c%zz%"), "a b c%zz%");
     }
 }

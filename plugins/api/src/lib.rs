@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod pacing;
 pub mod record;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
@@ -28,5 +29,6 @@ pub use component::{
 };
 pub use metrics::ComponentMetrics;
 pub use record::{Event, Kinds, Record, RecordKind};
+pub use secret::Secret;
 pub use shutdown::Shutdown;
 pub use telemetry::CarTelemetry;

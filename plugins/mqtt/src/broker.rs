@@ -13,16 +13,14 @@
 //!   with [`pitwall_api::backoff::Backoff`] (0.5 s doubling up to 30 s, reset after a
 //!   successful connection) and connects again, forever.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pitwall_api::backoff::Backoff;
 use pitwall_api::component::OptionProblem;
 use pitwall_api::ComponentError;
+pub use pitwall_api::Secret;
 use rumqttc::{AsyncClient, ConnectionError, EventLoop, MqttOptions, Packet, QoS};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
 /// The default broker: a local one.
@@ -102,27 +100,6 @@ fn strip_scheme<'a>(text: &'a str, schemes: &[&str]) -> Option<&'a str> {
         head.eq_ignore_ascii_case(scheme)
             .then(|| &text[scheme.len()..])
     })
-}
-
-/// A secret option (username, password, token): `***` in every debug output and log.
-#[derive(Clone, Deserialize, JsonSchema)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
 }
 
 /// A client id for this run: `pitwall-flow-` and 16 random hex digits.

@@ -55,8 +55,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use pitwall_api::component::{parse_listen_address, OptionProblem};
-use pitwall_api::http::{not_found, HttpServer};
+use pitwall_api::http::{not_found, require_token, HttpServer};
 use pitwall_api::record::{Frame, SessionKey};
+use pitwall_api::Secret;
 use pitwall_api::{
     BuildContext, Component, ComponentConfig, ComponentError, ComponentMetrics, ComponentSpec,
     Event, Io, Kinds, Listener, Record, RecordKind, Role, WhenFull,
@@ -102,6 +103,11 @@ pub struct CardputerConfig {
     /// `{last_t_ms}|FINISHED` to every client, and again every this many milliseconds.
     #[serde(default = "default_finished_interval_ms")]
     pub finished_interval_ms: u64,
+    /// Require this token from every client (`Authorization: Bearer TOKEN` or
+    /// `?access_token=TOKEN`); usually `"${PITWALL_TOKEN}"`. Default: open to anyone who
+    /// can reach the address.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 fn default_address() -> String {
@@ -194,6 +200,7 @@ impl ComponentConfig for CardputerConfig {
             only_session: self.session_key.as_deref().map(SessionKey::from),
             finished_interval: Duration::from_millis(self.finished_interval_ms.max(1)),
             sessions: HashMap::new(),
+            token: self.token.clone(),
         };
         if let Some(key) = sink.only_session.clone() {
             sink.session(&key);
@@ -282,6 +289,7 @@ struct CardputerSink {
     only_session: Option<SessionKey>,
     finished_interval: Duration,
     sessions: HashMap<SessionKey, SessionState>,
+    token: Option<Secret>,
 }
 
 #[derive(Clone)]
@@ -300,6 +308,7 @@ impl Component for CardputerSink {
                 shared: self.shared.clone(),
                 metrics: io.metrics.clone(),
             });
+        let router = require_token(router, self.token.clone());
         // Held until run returns: the routes are served exactly while this instance runs.
         let _mount = self.server.mount(&io.id, router)?;
         self.reopen();

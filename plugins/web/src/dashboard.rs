@@ -52,8 +52,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use pitwall_api::component::{parse_listen_address, OptionProblem};
-use pitwall_api::http::HttpServer;
+use pitwall_api::http::{require_token, HttpServer};
 use pitwall_api::record::{Command, RaceState};
+use pitwall_api::Secret;
 use pitwall_api::{
     BuildContext, Component, ComponentConfig, ComponentError, ComponentMetrics, ComponentSpec,
     Event, Io, Kinds, Listener, Record, RecordKind, Role, WhenFull,
@@ -93,6 +94,11 @@ pub struct DashboardConfig {
     /// Most WebSocket clients connected at once; further connections get HTTP 503.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
+    /// Require this token from every client (`Authorization: Bearer TOKEN` or
+    /// `?access_token=TOKEN`); usually `"${PITWALL_TOKEN}"`. Default: open to anyone who
+    /// can reach the address.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 fn default_address() -> String {
@@ -164,6 +170,7 @@ impl ComponentConfig for DashboardConfig {
             server,
             shared,
             command_rx,
+            token: self.token.clone(),
         }))
     }
 }
@@ -239,6 +246,7 @@ struct DashboardSink {
     server: HttpServer,
     shared: Arc<Shared>,
     command_rx: mpsc::Receiver<String>,
+    token: Option<Secret>,
 }
 
 #[derive(Clone)]
@@ -257,6 +265,7 @@ impl Component for DashboardSink {
                 shared: self.shared.clone(),
                 metrics: io.metrics.clone(),
             });
+        let router = require_token(router, self.token.clone());
         let _mount = self.server.mount(&io.id, router)?;
         self.shared.hub().closed = false;
         let Some(input) = io.input.as_mut() else {

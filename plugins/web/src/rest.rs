@@ -45,8 +45,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use pitwall_api::component::{parse_listen_address, OptionProblem};
-use pitwall_api::http::{not_found, HttpServer};
+use pitwall_api::http::{not_found, require_token, HttpServer};
 use pitwall_api::record::SessionKey;
+use pitwall_api::Secret;
 use pitwall_api::{
     BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Io, Kinds, Listener,
     Record, RecordKind, Role, WhenFull,
@@ -65,6 +66,11 @@ pub struct RestConfig {
     /// letters, digits and `-._~/`, e.g. `"/api/drivers" = { kind = "driver", keep = "per_key" }`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteConfig>,
+    /// Require this token from every client (`Authorization: Bearer TOKEN` or
+    /// `?access_token=TOKEN`); usually `"${PITWALL_TOKEN}"`. Default: open to anyone who
+    /// can reach the address.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 /// One served path.
@@ -225,7 +231,11 @@ impl ComponentConfig for RestConfig {
         }
         let address: SocketAddr = parse_listen_address(&self.address)?;
         let server = ctx.http.acquire(address)?;
-        Ok(Box::new(RestSink { server, routes }))
+        Ok(Box::new(RestSink {
+            server,
+            routes,
+            token: self.token.clone(),
+        }))
     }
 }
 
@@ -342,6 +352,7 @@ impl RouteState {
 struct RestSink {
     server: HttpServer,
     routes: Vec<Arc<RouteState>>,
+    token: Option<Secret>,
 }
 
 #[async_trait]
@@ -358,6 +369,7 @@ impl Component for RestSink {
                 }),
             );
         }
+        let router = require_token(router, self.token.clone());
         // Held until run returns: the routes are served exactly while this instance runs.
         let _mount = self.server.mount(&io.id, router)?;
         let Some(input) = io.input.as_mut() else {

@@ -225,3 +225,49 @@ fn options_are_checked() {
     let empty: RestConfig = parse_config("");
     assert_eq!(empty.check()[0].key, "routes");
 }
+
+#[tokio::test]
+async fn a_token_is_required_when_configured_and_never_shown() {
+    let options = format!("token = \"s3cret\"\n{ROUTES}");
+    let config: RestConfig = parse_config(&format!("address = \"127.0.0.1:0\"\n{options}"));
+    assert!(
+        !format!("{config:?}").contains("s3cret"),
+        "the token must not appear in debug output"
+    );
+    let running = start::<RestConfig>(&options, "/api/drivers").await;
+    assert_eq!(running.get("/api/drivers").await.status().as_u16(), 401);
+    let client = reqwest::Client::new();
+    let with_header = client
+        .get(running.url("/api/drivers"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_header.status().as_u16(), 200);
+    let wrong = client
+        .get(running.url("/api/drivers"))
+        .bearer_auth("s3cre")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let with_query = running.get("/api/drivers?access_token=s3cret").await;
+    assert_eq!(with_query.status().as_u16(), 200);
+    running.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn only_configured_routes_are_served() {
+    let running = start::<RestConfig>(ROUTES, "/api/drivers").await;
+    for path in [
+        "/api/../Cargo.toml",
+        "/api/drivers/../../Cargo.toml",
+        "/api/%2e%2e/%2e%2e/Cargo.toml",
+        "/api/drivers/extra",
+        "/",
+    ] {
+        let status = running.get(path).await.status().as_u16();
+        assert_eq!(status, 404, "{path} must not be served");
+    }
+    running.finish().await.unwrap();
+}

@@ -70,12 +70,12 @@ pub mod reference;
 pub mod replay;
 pub mod rows;
 
-use std::fmt;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 use pitwall_api::component::OptionProblem;
 use pitwall_api::record::parse_iso8601_ns;
+pub use pitwall_api::Secret;
 use pitwall_api::{
     BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Io, Kinds, Record,
     RecordKind, Role,
@@ -231,27 +231,6 @@ pub enum Transport {
     Rest,
     /// Subscribe to OpenF1's MQTT stream.
     Mqtt,
-}
-
-/// A secret option (password, account): shown as `***` in every debug output and log.
-#[derive(Clone, Deserialize, JsonSchema)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
 }
 
 /// Where a replay starts.
