@@ -13,6 +13,7 @@ pub mod console;
 pub mod file_sink;
 pub mod file_source;
 pub mod parquet;
+pub mod pbgz;
 
 /// Every component type of this family.
 pub fn components() -> Vec<ComponentSpec> {
