@@ -85,10 +85,10 @@ impl HttpServers {
         };
         let app = Router::new().fallback(dispatch);
         let stop = inner.stop.clone();
-        // Live frames and race messages are small: send them at once, without Nagle.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = LimitedListener {
+            inner: listener,
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        };
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.triggered().await })
@@ -104,6 +104,96 @@ impl HttpServers {
             servers.insert(bound, Arc::downgrade(&inner));
         }
         Ok(HttpServer { inner })
+    }
+}
+
+/// Most connections one server keeps open at once (HTTP keep-alive and WebSockets
+/// together). Past it, new connections wait in the kernel's backlog until one closes, so
+/// a flood of idle sockets cannot exhaust file descriptors or memory.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// A TCP listener that holds a permit per open connection and turns Nagle off (live
+/// frames and race messages are small: send them at once).
+struct LimitedListener {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Permitted<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = match self.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            // The semaphore is never closed; if it were, stop accepting rather than spin.
+            Err(_) => std::future::pending().await,
+        };
+        let (stream, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+        let _ = stream.set_nodelay(true);
+        (
+            Permitted {
+                io: stream,
+                _permit: permit,
+            },
+            peer,
+        )
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that gives its permit back when it closes.
+struct Permitted<T> {
+    io: T,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Permitted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Permitted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -351,5 +441,46 @@ mod tests {
     #[test]
     fn query_tokens_are_percent_decoded() {
         assert_eq!(percent_decode("a%20b+c%zz%"), "a b c%zz%");
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_wait_until_one_closes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = tcp.local_addr().unwrap();
+        let listener = LimitedListener {
+            inner: tcp,
+            permits: Arc::new(tokio::sync::Semaphore::new(2)),
+        };
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        async fn ask(stream: &mut tokio::net::TcpStream) -> bool {
+            let request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+            stream.write_all(request).await.unwrap();
+            let mut buf = [0u8; 256];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_millis(300), stream.read(&mut buf))
+                    .await;
+            matches!(read, Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200"))
+        }
+        let mut first = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut second = tokio::net::TcpStream::connect(address).await.unwrap();
+        assert!(ask(&mut first).await);
+        assert!(ask(&mut second).await);
+        let mut third = tokio::net::TcpStream::connect(address).await.unwrap();
+        assert!(!ask(&mut third).await, "a third connection waits");
+        drop(first);
+        let mut answered = false;
+        for _ in 0..20 {
+            let mut buf = [0u8; 256];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_millis(100), third.read(&mut buf))
+                    .await
+            {
+                answered = n > 0 && buf.starts_with(b"HTTP/1.1 200");
+                break;
+            }
+        }
+        assert!(answered, "served once a connection closed");
     }
 }
