@@ -153,7 +153,7 @@ fn to_wheels(w: [f32; 4]) -> Option<proto::Wheel4f> {
 /// A bridge frame as the common record. Missing sub-messages read as zeros, which is what
 /// proto3 itself does with missing scalars.
 pub fn from_frame(frame: &proto::TelemetryFrame, strings: &mut FrameStrings) -> CarTelemetry {
-    let physics = frame.physics.clone().unwrap_or_default();
+    let physics = frame.physics.unwrap_or_default();
     let graphics = frame.graphics.unwrap_or_default();
     let stat = frame.stat.as_ref();
     let game = if frame.game.is_empty() {
