@@ -14,6 +14,7 @@ pub mod file_sink;
 pub mod file_source;
 pub mod parquet;
 pub mod pbgz;
+pub mod proto_record;
 
 /// Every component type of this family.
 pub fn components() -> Vec<ComponentSpec> {
