@@ -4,7 +4,19 @@
 
 use pitwall_api::ComponentSpec;
 
+pub mod assetto_grpc;
+mod util;
+
+pub use util::LayoutError;
+
+/// The `telemetry.v1.TelemetryIngest` service: server (used by `assetto_grpc`) and client
+/// (for tests, benchmarks and anything that wants to stream frames to pitwall-flow).
+/// The messages are [`pitwall_api::telemetry::proto`].
+pub mod service {
+    tonic::include_proto!("telemetry.v1");
+}
+
 /// Every component type of this family.
 pub fn components() -> Vec<ComponentSpec> {
-    vec![]
+    vec![assetto_grpc::spec()]
 }
