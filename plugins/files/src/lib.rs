@@ -1,6 +1,7 @@
-//! Generic file components: source `file` (NDJSON replay), sinks `file` (NDJSON, rotating)
-//! and `console` (JSON lines to stdout), and sink `parquet` (columnar recordings, one file per
-//! record kind).
+//! File components: source `file` (NDJSON replay), sinks `file` (NDJSON, rotating) and
+//! `console` (JSON lines to stdout), sink `parquet` (columnar recordings, one file per record
+//! kind, typed columns for car telemetry), and the `.pb.gz` car-telemetry recordings of the
+//! Assetto Corsa bridge: sink `proto_record` and source `proto_replay` (codec in [`pbgz`]).
 //!
 //! The three NDJSON components speak one format (the `parquet` sink starts from it too): one [`Event`](pitwall_api::Event) per line in its serde form,
 //! `{"time_ns":..,"kind":..,<fields of the record>}`. A recording made by the `file` sink
@@ -15,6 +16,7 @@ pub mod file_source;
 pub mod parquet;
 pub mod pbgz;
 pub mod proto_record;
+pub mod proto_replay;
 
 /// Every component type of this family.
 pub fn components() -> Vec<ComponentSpec> {
@@ -23,6 +25,8 @@ pub fn components() -> Vec<ComponentSpec> {
         file_sink::spec(),
         file_source::spec(),
         parquet::spec(),
+        proto_record::spec(),
+        proto_replay::spec(),
     ]
 }
 
@@ -65,6 +69,8 @@ mod tests {
                 ("file", pitwall_api::Role::Sink),
                 ("file", pitwall_api::Role::Source),
                 ("parquet", pitwall_api::Role::Sink),
+                ("proto_record", pitwall_api::Role::Sink),
+                ("proto_replay", pitwall_api::Role::Source),
             ]
         );
     }

@@ -117,7 +117,10 @@ impl ProtoRecordConfig {
     pub fn template(&self, ctx: &BuildContext) -> String {
         let resolved = ctx.resolve_path(Path::new(&self.path));
         if self.path.ends_with('/') || self.path.ends_with('\\') || resolved.is_dir() {
-            resolved.join(DIRECTORY_FILE_NAME).to_string_lossy().into_owned()
+            resolved
+                .join(DIRECTORY_FILE_NAME)
+                .to_string_lossy()
+                .into_owned()
         } else {
             resolved.to_string_lossy().into_owned()
         }
@@ -132,7 +135,10 @@ impl ComponentConfig for ProtoRecordConfig {
     fn check(&self) -> Vec<OptionProblem> {
         let mut problems = Vec::new();
         if self.path.trim().is_empty() {
-            problems.push(OptionProblem::new("path", "must name a file or a directory"));
+            problems.push(OptionProblem::new(
+                "path",
+                "must name a file or a directory",
+            ));
         }
         let unknown = unknown_placeholders(&self.path);
         if !unknown.is_empty() {
@@ -181,7 +187,10 @@ impl ComponentConfig for ProtoRecordConfig {
             roll_every: self.roll_interval_s.map(Duration::from_secs),
         };
         let first = settings.path(&file_stamp(now_ns()), 0);
-        if !settings.template.contains("{n}") && !settings.template.contains("{stamp}") && first.exists() {
+        if !settings.template.contains("{n}")
+            && !settings.template.contains("{stamp}")
+            && first.exists()
+        {
             return Err(format!(
                 "{} exists and a recording never overwrites one: remove it, or add `{{stamp}}` or `{{n}}` to `path`",
                 first.display()
@@ -335,11 +344,19 @@ impl Recorder {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
+            })?;
         tracing::debug!(path = %path.display(), "proto_record: writing");
         self.paths.push(path.clone());
         self.file = Some(OpenFile {
-            writer: FrameWriter::new(Counted { inner: file, bytes: 0 }, self.settings.gzip_level),
+            writer: FrameWriter::new(
+                Counted {
+                    inner: file,
+                    bytes: 0,
+                },
+                self.settings.gzip_level,
+            ),
             path,
             opened: Instant::now(),
         });
@@ -542,7 +559,10 @@ mod tests {
         let paths = recorder.paths().to_vec();
         assert!(paths.len() >= 3, "{paths:?}");
         assert!(paths[0].ends_with("r-1.pb.gz"), "r-0 exists: {paths:?}");
-        assert_eq!(std::fs::read(dir.path().join("r-0.pb.gz")).unwrap(), b"earlier");
+        assert_eq!(
+            std::fs::read(dir.path().join("r-0.pb.gz")).unwrap(),
+            b"earlier"
+        );
         let mut total = 0;
         for path in &paths {
             let (n, clean) = count_frames(path);
@@ -560,8 +580,7 @@ mod tests {
     #[tokio::test]
     async fn flushes_while_running_so_a_live_file_reads_back_and_closes_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
-        let config: ProtoRecordConfig =
-            parse_config("path = \"out/\"\nflush_interval_ms = 50");
+        let config: ProtoRecordConfig = parse_config("path = \"out/\"\nflush_interval_ms = 50");
         let mut sink = config.build(&build_context("rec", dir.path())).unwrap();
         let mut wiring = wire("rec", true);
         let input = wiring.input.take().unwrap();
@@ -576,7 +595,10 @@ mod tests {
             .collect();
         assert_eq!(files.len(), 1);
         let name = files[0].file_name().unwrap().to_string_lossy().to_string();
-        assert!(name.starts_with("telemetry-") && name.ends_with("-0.pb.gz"), "{name}");
+        assert!(
+            name.starts_with("telemetry-") && name.ends_with("-0.pb.gz"),
+            "{name}"
+        );
         // Still open: no gzip trailer yet, but every flushed frame reads back.
         let (n, clean) = count_frames(&files[0]);
         assert_eq!((n, clean), (500, false));
