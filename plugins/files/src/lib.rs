@@ -10,6 +10,7 @@
 use pitwall_api::component::OptionProblem;
 use pitwall_api::{ComponentSpec, RecordKind};
 
+pub mod car_columns;
 pub mod console;
 pub mod file_sink;
 pub mod file_source;

@@ -8,10 +8,22 @@
 //! object the `file` sink writes as a line), and rows are buffered per kind. When a kind has
 //! `row_group_rows` rows buffered they are written as one row group, which bounds memory.
 //!
+//! `car_telemetry`, the highest-rate kind (hundreds of records per second per car, millions
+//! when converting a recording), skips serde_json altogether: its records go straight into
+//! typed Arrow columns ([`crate::car_columns`]) whose fixed schema starts with the original
+//! `.pb.gz` converter's columns (`t_ns, game, session, speed_kmh, gas, brake, gear, steer,
+//! rpm, ax_g, ay_g, az_g, lap, pos`) and goes on with every other field, arrays flattened
+//! (`tyre_temp_c_fl`, ...). Its row groups end at `row_group_rows` rows or at about
+//! `row_group_bytes` bytes buffered, whichever comes first, so memory stays bounded whatever
+//! the size of the input; rows are sorted by `t_ns` within each row group (a recording
+//! replayed in order is sorted throughout). Float columns are written plain, strings and
+//! small integer columns with dictionaries.
+//!
 //! - Files: `{path}/{kind}-{yyyymmddThhmmss}-{n}.parquet`, the time being when the run started
 //!   (UTC) and `n` the first number whose file does not exist yet, so nothing is overwritten.
 //!   A kind's file is created when its first row group is written.
-//! - Schema: inferred per kind from that kind's first row group (Arrow JSON inference).
+//! - Schema (kinds other than `car_telemetry`): inferred per kind from that kind's first row
+//!   group (Arrow JSON inference).
 //!   Columns are `time_ns`, `kind`, then the record's fields. Nested values (objects and
 //!   arrays: an MQTT payload object, MQTT topic fields, reference path samples) are stored as
 //!   JSON text in a string column; a JSON string stays a plain string, so a string payload
@@ -35,6 +47,7 @@
 //! path = "recordings/parquet"
 //! # kinds = ["lap", "race_position"]   # default: every kind
 //! row_group_rows = 65536
+//! row_group_bytes = 67108864           # car_telemetry row groups also end at ~64 MiB
 //! compression = "snappy"               # or "none"
 //! ```
 
@@ -47,7 +60,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::parquet::arrow::ArrowWriter;
 use ::parquet::basic::Compression;
-use ::parquet::file::properties::WriterProperties;
+use ::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use ::parquet::schema::types::ColumnPath;
 use arrow_array::RecordBatch;
 use arrow_json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
@@ -56,12 +70,13 @@ use pitwall_api::component::OptionProblem;
 use pitwall_api::record::format_iso8601_ns;
 use pitwall_api::{
     Batch, BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io,
-    Kinds, RecordKind, Role,
+    Kinds, Record, RecordKind, Role,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::car_columns::{self, CarColumns};
 use crate::{parse_kind_names, should_log};
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -76,6 +91,10 @@ pub struct ParquetConfig {
     /// Rows buffered per kind before they are written as one row group (bounds memory).
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// `car_telemetry` row groups also end once their buffered columns take about this many
+    /// bytes (bounds memory whatever the row count).
+    #[serde(default = "default_row_group_bytes")]
+    pub row_group_bytes: usize,
     /// Column compression.
     #[serde(default)]
     pub compression: ParquetCompression,
@@ -83,6 +102,10 @@ pub struct ParquetConfig {
 
 fn default_row_group_rows() -> usize {
     65_536
+}
+
+fn default_row_group_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 /// Compression of the column chunks.
@@ -124,6 +147,9 @@ impl ComponentConfig for ParquetConfig {
         if self.row_group_rows == 0 {
             problems.push(OptionProblem::new("row_group_rows", "must be at least 1"));
         }
+        if self.row_group_bytes == 0 {
+            problems.push(OptionProblem::new("row_group_bytes", "must be at least 1"));
+        }
         if let Some(names) = &self.kinds {
             if names.is_empty() {
                 problems.push(OptionProblem::new(
@@ -157,6 +183,7 @@ impl ComponentConfig for ParquetConfig {
                 dir,
                 kinds: kinds.map(|k| Kinds::of(&k)),
                 row_group_rows: self.row_group_rows,
+                row_group_bytes: self.row_group_bytes,
                 compression: self.compression,
             },
             recorder: None,
@@ -181,6 +208,8 @@ pub struct Settings {
     /// Only these kinds, if set.
     pub kinds: Option<Kinds>,
     pub row_group_rows: usize,
+    /// `car_telemetry` row groups end at about this many bytes too.
+    pub row_group_bytes: usize,
     pub compression: ParquetCompression,
 }
 
@@ -213,11 +242,19 @@ struct KindState {
     file: Option<KindFile>,
 }
 
+/// `car_telemetry`: typed columns and their file.
+#[derive(Default)]
+struct CarState {
+    columns: CarColumns,
+    file: Option<KindFile>,
+}
+
 /// The row buffering and file writing of one run, without async: runs on the blocking pool.
 pub struct Recorder {
     settings: Settings,
     stamp: String,
     kinds: BTreeMap<RecordKind, KindState>,
+    car: CarState,
 }
 
 impl Recorder {
@@ -227,14 +264,17 @@ impl Recorder {
             settings,
             stamp: file_stamp(time_ns),
             kinds: BTreeMap::new(),
+            car: CarState::default(),
         }
     }
 
     /// The files opened so far, by kind.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.kinds
-            .values()
-            .filter_map(|state| state.file.as_ref().map(|f| f.path.clone()))
+        self.car
+            .file
+            .iter()
+            .chain(self.kinds.values().filter_map(|state| state.file.as_ref()))
+            .map(|f| f.path.clone())
             .collect()
     }
 
@@ -245,6 +285,15 @@ impl Recorder {
         for event in events {
             let kind = event.kind();
             if self.settings.kinds.is_some_and(|k| !k.contains(kind)) {
+                continue;
+            }
+            if let Record::CarTelemetry(car) = &event.record {
+                self.car.columns.push(event.time_ns, car);
+                if self.car.columns.len() >= self.settings.row_group_rows
+                    || self.car.columns.bytes() >= self.settings.row_group_bytes
+                {
+                    self.flush_car()?;
+                }
                 continue;
             }
             let Some(row) = row_of(event) else {
@@ -300,12 +349,57 @@ impl Recorder {
         Ok(errors)
     }
 
+    /// Write the buffered `car_telemetry` rows as one row group, opening the file if needed.
+    fn flush_car(&mut self) -> Result<(), ComponentError> {
+        if self.car.columns.is_empty() {
+            return Ok(());
+        }
+        let batch = self.car.columns.finish()?;
+        if self.car.file.is_none() {
+            let schema = car_columns::schema();
+            let path = create_path(&self.settings.dir, RecordKind::CarTelemetry, &self.stamp)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let mut properties = WriterProperties::builder()
+                .set_compression(self.settings.compression.parquet())
+                .set_max_row_group_row_count(Some(self.settings.row_group_rows.max(1)))
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_dictionary_enabled(false);
+            for name in car_columns::DICTIONARY_COLUMNS {
+                properties = properties.set_column_dictionary_enabled(ColumnPath::from(name), true);
+            }
+            let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties.build()))?;
+            tracing::debug!(path = %path.display(), "parquet: writing car_telemetry");
+            self.car.file = Some(KindFile {
+                schema,
+                writer,
+                path,
+            });
+        }
+        if let Some(file) = self.car.file.as_mut() {
+            file.writer.write(&batch)?;
+            file.writer.flush()?;
+        }
+        Ok(())
+    }
+
     /// Write every kind's remaining rows, then finish (footer), fsync and close every file.
     /// Goes on after an error so that as many files as possible are left readable, and
     /// returns the errors counted and the first failure.
     pub fn finish(&mut self) -> (u64, Result<(), ComponentError>) {
         let mut errors = 0;
-        let mut result: Result<(), ComponentError> = Ok(());
+        let mut result: Result<(), ComponentError> = self.flush_car();
+        if let Some(file) = self.car.file.take() {
+            if let Err(error) = close(file) {
+                if result.is_ok() {
+                    result = Err(error);
+                }
+            }
+        }
+        self.car.columns = CarColumns::new();
         let kinds: Vec<RecordKind> = self.kinds.keys().copied().collect();
         for kind in kinds {
             match self.flush_kind(kind) {
@@ -335,7 +429,7 @@ impl Recorder {
 impl Drop for Recorder {
     /// A recorder dropped without `finish` (its task was cancelled) still closes its files.
     fn drop(&mut self) {
-        if self.kinds.values().any(|s| s.file.is_some()) {
+        if self.car.file.is_some() || self.kinds.values().any(|s| s.file.is_some()) {
             let (_, result) = self.finish();
             if let Err(error) = result {
                 tracing::warn!(%error, "parquet: closing files failed");
@@ -527,7 +621,6 @@ impl Component for ParquetSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pitwall_api::record::Record;
 
     #[test]
     fn stamps_and_rows() {
