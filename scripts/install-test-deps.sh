@@ -2,6 +2,7 @@
 # The two programs the end-to-end tests drive for real: headless Chromium (the dashboard in a
 # browser) and Mosquitto (a real MQTT broker). Installs them from Debian's packages if missing.
 set -euo pipefail
+python3 -c 'import pyarrow' 2>/dev/null || python3 -m pip install pyarrow
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
