@@ -9,6 +9,7 @@
 //! - [`channel`]: the bounded, batch-carrying edges with their `when_full` policy.
 //! - [`http`]: HTTP servers shared by every component that listens on the same address.
 //! - [`telemetry`]: the car-telemetry record every game source emits, and the AC wire format.
+//! - [`wire`]: the compact protobuf encoding of event batches, for chaining instances.
 //! - [`pacing`], [`backoff`], [`shutdown`], [`metrics`]: small shared helpers.
 
 pub mod backoff;
@@ -22,6 +23,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
+pub mod wire;
 
 pub use channel::{Batch, Input, Output, WhenFull};
 pub use component::{
