@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .extern_path(".telemetry.v1", "::pitwall_api::telemetry::proto")
+        // Same wire format as tonic-prost, faster on tonic's buffers (see src/codec.rs).
+        .codec_path("crate::codec::SliceCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 use pitwall_api::ComponentSpec;
 
 pub mod assetto_grpc;
+pub mod codec;
 mod util;
 
 pub use util::LayoutError;
