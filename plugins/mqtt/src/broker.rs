@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 pub const DEFAULT_URL: &str = "mqtt://127.0.0.1:1883";
 
 /// Largest packet accepted or sent (1 MiB).
-const MAX_PACKET_BYTES: usize = 1 << 20;
+pub const MAX_PACKET_BYTES: usize = 1 << 20;
 
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]

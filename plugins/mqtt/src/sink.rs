@@ -7,6 +7,18 @@
 //! time), or, when `text` is set, that fixed text for every record: race control publishes
 //! `GO` on `carrera/race/start` at lights out (FORMATS.md section 7).
 //!
+//! `payload = "protobuf"` is for chaining pitwall-flow instances through a broker (an edge
+//! next to each game, a hub that aggregates; `pipelines/edge-to-hub/`): one message carries
+//! many records, encoded with [`pitwall_api::wire`] (`proto/pitwall/v1/records.proto`), event
+//! times included, which an `mqtt` source with `emit = "records"` turns back into the same
+//! typed records. The accepted records of one input batch that share a topic go out as one
+//! message, in order, split before a message would grow beyond `max_message_bytes` (a
+//! single larger record gets a message of its own). A template with `{car}` therefore
+//! makes one message per car and batch.
+//!
+//! Any message larger than the client's packet limit (1 MiB with the topic) is never sent:
+//! it is counted as an error and dropped, so it cannot stall the connection.
+//!
 //! Messages go out in order. QoS 1/2 messages stay in the sink's buffer until the broker
 //! acknowledges them (QoS 0: until written to the connection); when the connection drops,
 //! what was not acknowledged is published again after the reconnect (at least once: the
@@ -30,10 +42,11 @@
 //! retain = false
 //! topic = "carrera/race/start"           # may use {kind}, {session_key}, {car}
 //! kinds = ["race_control"]               # default: every kind
-//! # payload = "json"                     # or "text" (needs `text`)
+//! # payload = "json"                     # or "text" (needs `text`), or "protobuf"
 //! text = "GO"
-//! max_buffered = 10000
+//! max_buffered = 10000                   # messages
 //! flush_timeout_ms = 5000
+//! # max_message_bytes = 262144           # payload = "protobuf" only
 //! ```
 
 use std::collections::VecDeque;
@@ -42,8 +55,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pitwall_api::component::OptionProblem;
 use pitwall_api::{
-    BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io, Kinds,
-    Record, RecordKind, Role,
+    wire, BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io,
+    Kinds, Record, RecordKind, Role,
 };
 use rumqttc::QoS;
 use schemars::JsonSchema;
@@ -72,6 +85,16 @@ fn default_flush_timeout_ms() -> u64 {
     5000
 }
 
+fn default_max_message_bytes() -> usize {
+    256 * 1024
+}
+
+/// Room left in a packet for the topic and the header.
+const PACKET_HEADROOM: usize = 64 * 1024 + 16;
+
+/// The smallest `max_message_bytes` that is allowed.
+const MIN_MESSAGE_BYTES: usize = 1024;
+
 /// What a message carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -80,6 +103,9 @@ pub enum SinkPayload {
     Json,
     /// The fixed `text`.
     Text,
+    /// Batches of records in pitwall-flow's protobuf encoding (`pitwall.v1.Batch`), for an
+    /// `mqtt` source with `emit = "records"` on another instance.
+    Protobuf,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -110,8 +136,8 @@ pub struct MqttSinkConfig {
     /// Record kinds to publish (snake_case names); empty or absent = every kind.
     #[serde(default)]
     pub kinds: Vec<String>,
-    /// `json` (the record) or `text` (the fixed `text`); default `text` when `text` is set,
-    /// else `json`.
+    /// `json` (the record), `text` (the fixed `text`) or `protobuf` (batches of records for
+    /// another pitwall-flow); default `text` when `text` is set, else `json`.
     #[serde(default)]
     pub payload: Option<SinkPayload>,
     /// A fixed payload published for every accepted record, e.g. "GO".
@@ -123,6 +149,10 @@ pub struct MqttSinkConfig {
     /// At the end of the input, wait at most this long for buffered messages to go out.
     #[serde(default = "default_flush_timeout_ms")]
     pub flush_timeout_ms: u64,
+    /// With `payload = "protobuf"`: a message is split before it grows beyond this many
+    /// bytes (1024 up to 983024, below the 1 MiB packet limit).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
 }
 
 /// One level of the topic template.
@@ -236,6 +266,10 @@ impl MqttSinkConfig {
                 "text",
                 "payload = \"text\" publishes the fixed `text`: give it, e.g. text = \"GO\"",
             )),
+            (Some(SinkPayload::Protobuf), Some(_)) => Err(OptionProblem::new(
+                "text",
+                "`text` is a fixed payload: leave it out for payload = \"protobuf\"",
+            )),
             (_, text) => Ok(text.clone()),
         }
     }
@@ -265,6 +299,16 @@ impl ComponentConfig for MqttSinkConfig {
         if self.max_buffered == 0 {
             problems.push(OptionProblem::new("max_buffered", "must be at least 1"));
         }
+        let largest = broker::MAX_PACKET_BYTES - PACKET_HEADROOM;
+        if !(MIN_MESSAGE_BYTES..=largest).contains(&self.max_message_bytes) {
+            problems.push(OptionProblem::new(
+                "max_message_bytes",
+                format!(
+                    "must be from {MIN_MESSAGE_BYTES} to {largest} (the client's packet limit is {} bytes with the topic)",
+                    broker::MAX_PACKET_BYTES
+                ),
+            ));
+        }
         if self
             .client_id
             .as_deref()
@@ -293,6 +337,11 @@ impl ComponentConfig for MqttSinkConfig {
             topic: TopicTemplate::parse(&self.topic)?,
             kinds: self.kind_set().map_err(|p| p.message)?,
             text: self.fixed_text().map_err(|p| p.message)?,
+            protobuf: self.payload == Some(SinkPayload::Protobuf),
+            max_message_bytes: self.max_message_bytes.clamp(
+                MIN_MESSAGE_BYTES,
+                broker::MAX_PACKET_BYTES - PACKET_HEADROOM,
+            ),
             max_buffered: self.max_buffered.max(1),
             flush_timeout: Duration::from_millis(self.flush_timeout_ms),
             queued: VecDeque::new(),
@@ -306,7 +355,7 @@ pub fn spec() -> ComponentSpec {
     ComponentSpec::new::<MqttSinkConfig>(
         "mqtt",
         Role::Sink,
-        "MQTT publisher: records as JSON, or a fixed text such as GO, on topics made from the record",
+        "MQTT publisher: records as JSON or protobuf batches (to another pitwall-flow), or a fixed text such as GO, on topics made from the record",
     )
 }
 
@@ -315,6 +364,8 @@ pub fn spec() -> ComponentSpec {
 struct Message {
     topic: String,
     payload: Vec<u8>,
+    /// How many records it carries (more than one with `payload = "protobuf"`).
+    records: usize,
 }
 
 #[derive(Debug, Default)]
@@ -322,6 +373,8 @@ struct Counts {
     unpublishable: u64,
     dropped: u64,
     failures: u64,
+    oversized: u64,
+    unencodable: u64,
 }
 
 /// Publishes handed to the client at once (below rumqttc's inflight limit of 100).
@@ -334,6 +387,9 @@ pub struct MqttSink {
     topic: TopicTemplate,
     kinds: Kinds,
     text: Option<String>,
+    /// Publish protobuf batches instead of one message per record.
+    protobuf: bool,
+    max_message_bytes: usize,
     max_buffered: usize,
     flush_timeout: Duration,
     /// Not yet handed to the client, oldest first. Kept across run() restarts.
@@ -403,7 +459,8 @@ impl Component for MqttSink {
                     connection = Some(self.broker.connect(WINDOW * 2)?);
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
-                    let left = self.queued.len() + self.inflight.len();
+                    let left = self.queued.iter().map(|m| m.records).sum::<usize>()
+                        + self.inflight.iter().map(|(_, m)| m.records).sum::<usize>();
                     io.metrics.add_discarded(left);
                     tracing::warn!(
                         left,
@@ -451,20 +508,15 @@ async fn next_note(connection: &mut Option<Connection>) -> Option<Note> {
 impl MqttSink {
     /// Turn accepted records into messages at the back of the buffer.
     fn accept(&mut self, io: &Io, batch: &[Event]) {
+        if self.protobuf {
+            self.accept_protobuf(io, batch);
+            return;
+        }
         for event in batch {
             if !self.kinds.contains(event.kind()) {
                 continue;
             }
-            let Some(topic) = self.topic.render(&event.record) else {
-                io.metrics.add_discarded(1);
-                self.counts.unpublishable += 1;
-                if broker::worth_logging(self.counts.unpublishable) {
-                    tracing::warn!(
-                        kind = %event.kind(),
-                        skipped = self.counts.unpublishable,
-                        "mqtt: the record has no value for a placeholder of `topic`; not published"
-                    );
-                }
+            let Some(topic) = self.topic_for(io, event) else {
                 continue;
             };
             let payload = match &self.text {
@@ -478,11 +530,109 @@ impl MqttSink {
                     }
                 },
             };
-            self.queued.push_back(Message { topic, payload });
-            if self.queued.len() + self.inflight.len() > self.max_buffered
-                && self.queued.pop_front().is_some()
-            {
-                io.metrics.add_discarded(1);
+            self.enqueue(
+                io,
+                Message {
+                    topic,
+                    payload,
+                    records: 1,
+                },
+            );
+        }
+    }
+
+    /// The accepted records of a batch as protobuf batches, one or more per topic (in the
+    /// order topics first appear), split at `max_message_bytes`.
+    fn accept_protobuf(&mut self, io: &Io, batch: &[Event]) {
+        let mut open: Vec<Message> = Vec::new();
+        for event in batch {
+            if !self.kinds.contains(event.kind()) {
+                continue;
+            }
+            let Some(topic) = self.topic_for(io, event) else {
+                continue;
+            };
+            let index = match open.iter().position(|m| m.topic == topic) {
+                Some(index) => index,
+                None => {
+                    open.push(Message {
+                        topic,
+                        payload: Vec::new(),
+                        records: 0,
+                    });
+                    open.len() - 1
+                }
+            };
+            let message = &mut open[index];
+            let payload = &mut message.payload;
+            let before = payload.len();
+            if let Err(error) = wire::append_event(payload, event) {
+                io.metrics.add_error();
+                self.counts.unencodable += 1;
+                if broker::worth_logging(self.counts.unencodable) {
+                    tracing::warn!(%error, "mqtt: cannot encode a record; not published");
+                }
+                continue;
+            }
+            if before > 0 && payload.len() > self.max_message_bytes {
+                // The message is full without this record: send it, start the next with it.
+                let record = payload.split_off(before);
+                let full = Message {
+                    topic: message.topic.clone(),
+                    payload: std::mem::replace(payload, record),
+                    records: message.records,
+                };
+                message.records = 1;
+                self.enqueue(io, full);
+            } else {
+                message.records += 1;
+            }
+        }
+        for message in open {
+            if !message.payload.is_empty() {
+                self.enqueue(io, message);
+            }
+        }
+    }
+
+    /// The topic of a record, or None (counted as discarded) when the template needs a value
+    /// the record lacks.
+    fn topic_for(&mut self, io: &Io, event: &Event) -> Option<String> {
+        let topic = self.topic.render(&event.record);
+        if topic.is_none() {
+            io.metrics.add_discarded(1);
+            self.counts.unpublishable += 1;
+            if broker::worth_logging(self.counts.unpublishable) {
+                tracing::warn!(
+                    kind = %event.kind(),
+                    skipped = self.counts.unpublishable,
+                    "mqtt: the record has no value for a placeholder of `topic`; not published"
+                );
+            }
+        }
+        topic
+    }
+
+    /// Put a message at the back of the buffer, dropping the oldest beyond `max_buffered`.
+    fn enqueue(&mut self, io: &Io, message: Message) {
+        if message.payload.len() + message.topic.len() + 16 > broker::MAX_PACKET_BYTES {
+            // The client would refuse it and drop the connection: never send it.
+            io.metrics.add_error();
+            self.counts.oversized += 1;
+            if broker::worth_logging(self.counts.oversized) {
+                tracing::warn!(
+                    bytes = message.payload.len(),
+                    limit = broker::MAX_PACKET_BYTES,
+                    topic = %message.topic,
+                    "mqtt: a message is larger than the packet limit; not published"
+                );
+            }
+            return;
+        }
+        self.queued.push_back(message);
+        if self.queued.len() + self.inflight.len() > self.max_buffered {
+            if let Some(oldest) = self.queued.pop_front() {
+                io.metrics.add_discarded(oldest.records);
                 self.counts.dropped += 1;
                 if broker::worth_logging(self.counts.dropped) {
                     tracing::warn!(
@@ -611,5 +761,23 @@ mod tests {
         assert_eq!(keys, vec!["topic", "kinds[0]", "text", "max_buffered"]);
         let both = config("payload = \"json\"\ntext = \"GO\"");
         assert_eq!(both.check()[0].key, "text");
+        let protobuf = config("payload = \"protobuf\"\ntopic = \"pitwall/edge/a/records\"");
+        assert!(protobuf.check().is_empty(), "{:?}", protobuf.check());
+        assert_eq!(protobuf.max_message_bytes, 256 * 1024);
+        let keys =
+            |c: MqttSinkConfig| -> Vec<String> { c.check().into_iter().map(|p| p.key).collect() };
+        assert_eq!(
+            keys(config("payload = \"protobuf\"\ntext = \"GO\"")),
+            vec!["text"]
+        );
+        assert_eq!(
+            keys(config("payload = \"protobuf\"\nmax_message_bytes = 100")),
+            vec!["max_message_bytes"]
+        );
+        assert_eq!(
+            keys(config("max_message_bytes = 2000000")),
+            vec!["max_message_bytes"]
+        );
+        assert!(config("max_message_bytes = 983024").check().is_empty());
     }
 }

@@ -25,8 +25,20 @@
 //! (ms, fractions allowed). Any other payload gives `gate_time_ns = None` (with
 //! `payload = "json"`, a non-empty payload that is not JSON is counted as an error instead).
 //!
-//! Event time is the receive time (ns since the Unix epoch, wall clock). Messages are
-//! emitted in arrival order, batched as they come (a burst becomes one batch).
+//! `emit = "records"` reads what another pitwall-flow publishes with its `mqtt` sink
+//! (chaining instances through a broker: `pipelines/edge-to-hub/`). With
+//! `payload = "protobuf"` each message is a batch of records in [`pitwall_api::wire`]'s
+//! encoding and the records come out typed, as they were sent, with the sender's event
+//! times; an envelope of a batch that cannot be read (a kind from a newer version) is
+//! counted as an error and skipped, the rest of the batch is kept. With `payload = "json"`
+//! each message is one record in its serde JSON form (`{"kind": "lap", ...}`, what the sink
+//! publishes with `payload = "json"`), timed at arrival. `kinds` keeps only some kinds and
+//! is then what the source declares it emits (default: any kind). Fields captured from the
+//! topic are not kept in this mode: records have no place for them.
+//!
+//! Event time is the receive time (ns since the Unix epoch, wall clock), except for
+//! protobuf records (see above). Messages are emitted in arrival order, batched as they come
+//! (a burst becomes one batch).
 //!
 //! The connection is re-made forever with exponential backoff (0.5 s to 30 s) after any
 //! failure, and the topics are subscribed again each time. With `clean_session = false` the
@@ -44,8 +56,9 @@
 //! qos = 1
 //! # clean_session = true
 //! topics = ["carrera/track{lane}/finish"]
-//! payload = "auto"                       # or "json", "text"
-//! emit = "gate_trigger"                  # or "message"
+//! payload = "auto"                       # or "json", "text", "protobuf" (emit = "records")
+//! emit = "gate_trigger"                  # or "message", "records"
+//! # kinds = ["car_telemetry", "lap"]     # emit = "records" only; default every kind
 //! ```
 
 use std::collections::BTreeMap;
@@ -55,8 +68,8 @@ use async_trait::async_trait;
 use pitwall_api::component::OptionProblem;
 use pitwall_api::record::{GateTrigger, LinkStatus, MqttMessage};
 use pitwall_api::{
-    BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io, Kinds,
-    Record, RecordKind, Role,
+    wire, BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io,
+    Kinds, Record, RecordKind, Role,
 };
 use rumqttc::{ConnectReturnCode, ConnectionError, QoS, SubscribeFilter};
 use schemars::JsonSchema;
@@ -87,6 +100,8 @@ pub enum PayloadMode {
     Text,
     /// JSON only.
     Json,
+    /// Batches of records from another pitwall-flow's `mqtt` sink (`emit = "records"`).
+    Protobuf,
 }
 
 /// What each message becomes.
@@ -98,6 +113,8 @@ pub enum EmitMode {
     Message,
     /// `gate_trigger`: a light gate on lane `{lane}` was crossed.
     GateTrigger,
+    /// The typed records another pitwall-flow published (`payload = "protobuf"` or `"json"`).
+    Records,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -126,12 +143,18 @@ pub struct MqttSourceConfig {
     /// Topic filters (`+`, `#` wildcards) that may name parts of the topic:
     /// `carrera/track{lane}/finish` subscribes to `carrera/+/finish` and captures `lane`.
     pub topics: Vec<String>,
-    /// Payload decoding: `auto` (JSON, else text), `json` or `text`.
+    /// Payload decoding: `auto` (JSON, else text), `json`, `text`, or `protobuf` (record
+    /// batches from another pitwall-flow; needs `emit = "records"`).
     #[serde(default)]
     pub payload: PayloadMode,
-    /// `message` (mqtt_message records) or `gate_trigger` (every topic captures `{lane}`).
+    /// `message` (mqtt_message records), `gate_trigger` (every topic captures `{lane}`) or
+    /// `records` (the records another pitwall-flow published; payload `protobuf` or `json`).
     #[serde(default)]
     pub emit: EmitMode,
+    /// With `emit = "records"`: emit only these record kinds (others are dropped); also
+    /// what the source declares it emits. Empty or absent = every kind.
+    #[serde(default)]
+    pub kinds: Vec<String>,
 }
 
 /// One level of a topic pattern.
@@ -275,6 +298,54 @@ impl MqttSourceConfig {
     fn patterns(&self) -> Result<Vec<TopicPattern>, String> {
         self.topics.iter().map(|t| TopicPattern::parse(t)).collect()
     }
+
+    /// The kinds `emit = "records"` lets through (every kind when `kinds` is empty).
+    fn kind_set(&self) -> Result<Kinds, OptionProblem> {
+        if self.kinds.is_empty() {
+            return Ok(Kinds::any());
+        }
+        let mut kinds = Vec::new();
+        for (i, name) in self.kinds.iter().enumerate() {
+            match RecordKind::from_name(name) {
+                Some(kind) => kinds.push(kind),
+                None => {
+                    return Err(OptionProblem::new(
+                        format!("kinds[{i}]"),
+                        format!("`{name}` is not a record kind"),
+                    ))
+                }
+            }
+        }
+        Ok(Kinds::of(&kinds))
+    }
+
+    /// Problems with the combination of `emit`, `payload` and `kinds`.
+    fn mode_problems(&self) -> Vec<OptionProblem> {
+        let mut problems = Vec::new();
+        match (self.emit, self.payload) {
+            (EmitMode::Records, PayloadMode::Protobuf | PayloadMode::Json) => {}
+            (EmitMode::Records, _) => problems.push(OptionProblem::new(
+                "payload",
+                "emit = \"records\" reads records another pitwall-flow published: say payload = \"protobuf\" (or \"json\" for one JSON record per message)",
+            )),
+            (_, PayloadMode::Protobuf) => problems.push(OptionProblem::new(
+                "payload",
+                "payload = \"protobuf\" carries batches of records: use it with emit = \"records\"",
+            )),
+            _ => {}
+        }
+        if self.emit == EmitMode::Records {
+            if let Err(problem) = self.kind_set() {
+                problems.push(problem);
+            }
+        } else if !self.kinds.is_empty() {
+            problems.push(OptionProblem::new(
+                "kinds",
+                "`kinds` picks record kinds for emit = \"records\"; leave it out here",
+            ));
+        }
+        problems
+    }
 }
 
 impl ComponentConfig for MqttSourceConfig {
@@ -282,6 +353,10 @@ impl ComponentConfig for MqttSourceConfig {
         match self.emit {
             EmitMode::Message => Kinds::of(&[RecordKind::MqttMessage, RecordKind::LinkStatus]),
             EmitMode::GateTrigger => Kinds::of(&[RecordKind::GateTrigger, RecordKind::LinkStatus]),
+            EmitMode::Records => self
+                .kind_set()
+                .unwrap_or(Kinds::NONE)
+                .with(Kinds::of(&[RecordKind::LinkStatus])),
         }
     }
 
@@ -323,6 +398,7 @@ impl ComponentConfig for MqttSourceConfig {
                 "leave `client_id` out for a random one, or give a non-empty id",
             ));
         }
+        problems.extend(self.mode_problems());
         problems
     }
 
@@ -347,11 +423,12 @@ impl ComponentConfig for MqttSourceConfig {
             broker,
             qos,
             filters,
-            decoder: Decoder {
+            decoder: Decoder::new(
                 patterns,
-                payload: self.payload,
-                emit: self.emit,
-            },
+                self.payload,
+                self.emit,
+                self.kind_set().map_err(|p| p.message)?,
+            ),
             counts: Counts::default(),
             link_up: None,
         }))
@@ -362,7 +439,7 @@ pub fn spec() -> ComponentSpec {
     ComponentSpec::new::<MqttSourceConfig>(
         "mqtt",
         Role::Source,
-        "MQTT subscriber: messages (topic, named topic parts, JSON or text payload) or light-gate triggers",
+        "MQTT subscriber: messages (topic, named topic parts, JSON or text payload), light-gate triggers, or the records another pitwall-flow published",
     )
 }
 
@@ -372,6 +449,17 @@ pub struct Decoder {
     patterns: Vec<TopicPattern>,
     payload: PayloadMode,
     emit: EmitMode,
+    /// `emit = "records"`: the kinds let through.
+    kinds: Kinds,
+    /// `payload = "protobuf"`: shares repeated strings between messages.
+    wire: wire::Decoder,
+}
+
+/// Envelopes of a protobuf batch that could not be read (the rest of it was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    pub envelopes: usize,
+    pub why: String,
 }
 
 /// Why a message gave no record.
@@ -384,7 +472,62 @@ pub enum Skip {
 }
 
 impl Decoder {
-    /// The record for one message.
+    pub fn new(
+        patterns: Vec<TopicPattern>,
+        payload: PayloadMode,
+        emit: EmitMode,
+        kinds: Kinds,
+    ) -> Self {
+        Self {
+            patterns,
+            payload,
+            emit,
+            kinds,
+            wire: wire::Decoder::default(),
+        }
+    }
+
+    /// The events of one message, appended to `out`: one for most modes, a batch for
+    /// protobuf records (with their own event times; `now_ns` for the others). `Ok(Some)`
+    /// says some envelopes of a batch were skipped.
+    pub fn decode_events(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        now_ns: i64,
+        out: &mut Vec<Event>,
+    ) -> Result<Option<Unread>, Skip> {
+        if self.emit == EmitMode::Records && self.payload == PayloadMode::Protobuf {
+            if !self.patterns.iter().any(|p| p.matches(topic).is_some()) {
+                return Err(Skip::NoPattern);
+            }
+            let start = out.len();
+            let decoded = self
+                .wire
+                .decode_into(payload, out)
+                .map_err(|e| Skip::Malformed(e.to_string()))?;
+            if !self.kinds.is_all() {
+                let kinds = self.kinds;
+                let mut index = 0;
+                out.retain(|event| {
+                    index += 1;
+                    index <= start || kinds.contains(event.kind())
+                });
+            }
+            return Ok((decoded.skipped > 0).then(|| Unread {
+                envelopes: decoded.skipped,
+                why: decoded.first_problem.unwrap_or_default(),
+            }));
+        }
+        let record = self.decode(topic, payload)?;
+        if self.emit != EmitMode::Records || self.kinds.contains(record.kind()) {
+            out.push(Event::new(now_ns, record));
+        }
+        Ok(None)
+    }
+
+    /// The record for one message (one JSON record with `emit = "records"`; a protobuf
+    /// batch needs [`Decoder::decode_events`]).
     pub fn decode(&self, topic: &str, payload: &[u8]) -> Result<Record, Skip> {
         let fields = self
             .patterns
@@ -392,6 +535,13 @@ impl Decoder {
             .find_map(|pattern| pattern.matches(topic))
             .ok_or(Skip::NoPattern)?;
         match self.emit {
+            EmitMode::Records => match self.payload {
+                PayloadMode::Protobuf => Err(Skip::Malformed(
+                    "a protobuf batch holds many records".into(),
+                )),
+                _ => serde_json::from_slice::<Record>(payload)
+                    .map_err(|e| Skip::Malformed(format!("payload is not a record: {e}"))),
+            },
             EmitMode::Message => {
                 let payload = decode_payload(self.payload, payload).map_err(Skip::Malformed)?;
                 Ok(Record::MqttMessage(Arc::new(MqttMessage {
@@ -434,6 +584,7 @@ pub fn decode_payload(mode: PayloadMode, payload: &[u8]) -> Result<serde_json::V
         PayloadMode::Json => as_json().map_err(|e| format!("payload is not JSON: {e}")),
         PayloadMode::Text => as_text(),
         PayloadMode::Auto => as_json().or_else(|_| as_text()),
+        PayloadMode::Protobuf => Err("protobuf payloads are read with emit = \"records\"".into()),
     }
 }
 
@@ -466,6 +617,7 @@ struct Counts {
     malformed: u64,
     unmatched: u64,
     failures: u64,
+    unread: u64,
 }
 
 pub struct MqttSource {
@@ -552,9 +704,15 @@ impl MqttSource {
                     }
                     Some(Note::Subscribed(codes)) => {
                         for (filter, code) in self.filters.iter().zip(&codes) {
-                            if code.is_none() {
-                                io.metrics.add_error();
-                                tracing::warn!(filter, "mqtt: the broker refused the subscription");
+                            match code {
+                                Some(qos) => tracing::info!(filter, ?qos, "mqtt: subscribed"),
+                                None => {
+                                    io.metrics.add_error();
+                                    tracing::warn!(
+                                        filter,
+                                        "mqtt: the broker refused the subscription"
+                                    );
+                                }
                             }
                         }
                     }
@@ -624,8 +782,26 @@ impl MqttSource {
     }
 
     fn take(&mut self, io: &Io, topic: &str, payload: &[u8], batch: &mut Vec<Event>) {
-        match self.decoder.decode(topic, payload) {
-            Ok(record) => batch.push(Event::new(broker::now_ns(), record)),
+        match self
+            .decoder
+            .decode_events(topic, payload, broker::now_ns(), batch)
+        {
+            Ok(None) => {}
+            Ok(Some(unread)) => {
+                for _ in 0..unread.envelopes {
+                    io.metrics.add_error();
+                }
+                self.counts.unread += 1;
+                if broker::worth_logging(self.counts.unread) {
+                    tracing::warn!(
+                        topic,
+                        skipped = unread.envelopes,
+                        batches = self.counts.unread,
+                        "mqtt: skipping records of a batch: {}",
+                        unread.why
+                    );
+                }
+            }
             Err(Skip::NoPattern) => {
                 io.metrics.add_discarded(1);
                 self.counts.unmatched += 1;
@@ -787,15 +963,134 @@ mod tests {
             config("topics = [\"#\"]").emits(),
             Kinds::of(&[RecordKind::MqttMessage, RecordKind::LinkStatus])
         );
+        let records =
+            config("topics = [\"edge/+/records\"]\nemit = \"records\"\npayload = \"protobuf\"");
+        assert!(records.check().is_empty(), "{:?}", records.check());
+        assert!(records.emits().is_all(), "records of every kind");
+        let laps =
+            config("topics = [\"e\"]\nemit = \"records\"\npayload = \"json\"\nkinds = [\"lap\"]");
+        assert!(laps.check().is_empty(), "{:?}", laps.check());
+        assert_eq!(
+            laps.emits(),
+            Kinds::of(&[RecordKind::Lap, RecordKind::LinkStatus])
+        );
+        let keys =
+            |c: MqttSourceConfig| -> Vec<String> { c.check().into_iter().map(|p| p.key).collect() };
+        assert_eq!(
+            keys(config("topics = [\"e\"]\nemit = \"records\"")),
+            vec!["payload"]
+        );
+        assert_eq!(
+            keys(config("topics = [\"e\"]\npayload = \"protobuf\"")),
+            vec!["payload"]
+        );
+        assert_eq!(
+            keys(config(
+                "topics = [\"e\"]\nemit = \"records\"\npayload = \"protobuf\"\nkinds = [\"laps\"]"
+            )),
+            vec!["kinds[0]"]
+        );
+        assert_eq!(
+            keys(config("topics = [\"e\"]\nkinds = [\"lap\"]")),
+            vec!["kinds"]
+        );
+    }
+
+    #[test]
+    fn record_batches_decode_with_their_times_and_kinds_filter() {
+        use pitwall_api::record::{Chat, Lap};
+        let lap = Event::new(
+            11,
+            Record::Lap(Arc::new(Lap {
+                session_key: "s".into(),
+                driver_number: 4,
+                lap_number: 2,
+                ..Lap::default()
+            })),
+        );
+        let gate = Event::new(
+            12,
+            Record::GateTrigger(GateTrigger {
+                lane: 1,
+                gate_time_ns: Some(3),
+            }),
+        );
+        let batch = wire::encode_batch(&[lap.clone(), gate.clone()]);
+        let pattern = || vec![TopicPattern::parse("edge/{edge}/records").unwrap()];
+        let mut all = Decoder::new(
+            pattern(),
+            PayloadMode::Protobuf,
+            EmitMode::Records,
+            Kinds::any(),
+        );
+        let mut out = vec![gate.clone()];
+        assert_eq!(
+            all.decode_events("edge/a/records", &batch, 99, &mut out),
+            Ok(None)
+        );
+        assert_eq!(
+            out,
+            vec![gate.clone(), lap.clone(), gate.clone()],
+            "appended, times kept"
+        );
+        assert_eq!(
+            all.decode_events("other/a/records", &batch, 99, &mut out),
+            Err(Skip::NoPattern)
+        );
+        assert!(matches!(
+            all.decode_events("edge/a/records", b"{\"kind\":\"tick\"}", 99, &mut out),
+            Err(Skip::Malformed(_))
+        ));
+        assert_eq!(out.len(), 3);
+
+        let mut laps_only = Decoder::new(
+            pattern(),
+            PayloadMode::Protobuf,
+            EmitMode::Records,
+            Kinds::of(&[RecordKind::Lap]),
+        );
+        let mut out = vec![gate.clone()];
+        laps_only
+            .decode_events("edge/b/records", &batch, 99, &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![gate.clone(), lap.clone()],
+            "earlier events are kept"
+        );
+
+        // One JSON record per message, timed at arrival.
+        let mut json = Decoder::new(
+            pattern(),
+            PayloadMode::Json,
+            EmitMode::Records,
+            Kinds::any(),
+        );
+        let mut out = Vec::new();
+        let chat = Record::Chat(Arc::new(Chat {
+            session_key: "s".into(),
+            car: None,
+            driver_name: None,
+            message: "hi".into(),
+        }));
+        let payload = serde_json::to_vec(&chat).unwrap();
+        json.decode_events("edge/c/records", &payload, 99, &mut out)
+            .unwrap();
+        assert_eq!(out, vec![Event::new(99, chat)]);
+        assert!(matches!(
+            json.decode_events("edge/c/records", b"{\"kind\":\"nope\"}", 99, &mut out),
+            Err(Skip::Malformed(_))
+        ));
     }
 
     #[test]
     fn gate_decoding() {
-        let decoder = Decoder {
-            patterns: vec![TopicPattern::parse("carrera/track{lane}/finish").unwrap()],
-            payload: PayloadMode::Auto,
-            emit: EmitMode::GateTrigger,
-        };
+        let decoder = Decoder::new(
+            vec![TopicPattern::parse("carrera/track{lane}/finish").unwrap()],
+            PayloadMode::Auto,
+            EmitMode::GateTrigger,
+            Kinds::any(),
+        );
         assert_eq!(
             decoder.decode("carrera/track2/finish", b""),
             Ok(Record::GateTrigger(GateTrigger {
