@@ -5,6 +5,7 @@
 use pitwall_api::ComponentSpec;
 
 pub mod assetto_grpc;
+pub mod assetto_udp;
 pub mod codec;
 mod util;
 
@@ -19,5 +20,5 @@ pub mod service {
 
 /// Every component type of this family.
 pub fn components() -> Vec<ComponentSpec> {
-    vec![assetto_grpc::spec()]
+    vec![assetto_grpc::spec(), assetto_udp::spec()]
 }
