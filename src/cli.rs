@@ -80,6 +80,44 @@ enum Command {
         #[arg(long)]
         no_gzip: bool,
     },
+    /// Show a Parquet file: schema, first rows, statistics per column; optionally write CSV.
+    Inspect {
+        file: PathBuf,
+        /// How many of the first rows to print.
+        #[arg(short = 'n', long = "rows", default_value_t = 50)]
+        rows: usize,
+        /// Columns to show and export, in this order (default: all).
+        #[arg(short = 'c', long, visible_alias = "cols", num_args = 1..)]
+        columns: Vec<String>,
+        /// Write the selected columns (every row) to this CSV file.
+        #[arg(long, value_name = "OUT.csv")]
+        to_csv: Option<PathBuf>,
+    },
+    /// Plot columns of a Parquet file as stacked panels sharing the x axis, into one PNG.
+    Plot {
+        file: PathBuf,
+        /// Columns to plot, one panel each (default: speed_kmh, rpm, gear, gas, brake, steer).
+        #[arg(short = 'c', long, visible_alias = "cols", num_args = 1..)]
+        columns: Vec<String>,
+        /// The PNG to write (default: the input file with a .png extension).
+        #[arg(short = 'o', long, value_name = "OUT.png")]
+        output: Option<PathBuf>,
+        /// The x axis: seconds from the first sample, or lap distance.
+        #[arg(long, value_enum, default_value_t = PlotX::Time)]
+        x: PlotX,
+        /// Only the first N rows (after --lap).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Only the rows of this lap (the `lap` or `completed_laps` column).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        lap: Option<i64>,
+    },
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum PlotX {
+    Time,
+    Distance,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -138,6 +176,64 @@ pub fn main() -> ExitCode {
             out,
             no_gzip,
         } => sample_session(laps, cars, seed, session_key, out, !no_gzip),
+        Command::Inspect {
+            file,
+            rows,
+            columns,
+            to_csv,
+        } => {
+            let options = crate::tools::inspect::InspectOptions {
+                path: file,
+                rows,
+                columns,
+                to_csv,
+            };
+            tool_exit(crate::tools::inspect::inspect(
+                &options,
+                &mut std::io::stdout().lock(),
+            ))
+        }
+        Command::Plot {
+            file,
+            columns,
+            output,
+            x,
+            limit,
+            lap,
+        } => {
+            let options = crate::tools::plot::PlotOptions {
+                output: output.unwrap_or_else(|| file.with_extension("png")),
+                path: file,
+                columns,
+                x: match x {
+                    PlotX::Time => crate::tools::plot::XAxis::Time,
+                    PlotX::Distance => crate::tools::plot::XAxis::Distance,
+                },
+                limit,
+                lap,
+            };
+            tool_exit(crate::tools::plot::plot(&options).map(|summary| {
+                println!(
+                    "wrote {} ({}x{} px): {} from {} rows",
+                    summary.output.display(),
+                    summary.width,
+                    summary.height,
+                    summary.columns.join(", "),
+                    summary.rows
+                );
+            }))
+        }
+    }
+}
+
+/// Exit code of `inspect` and `plot`: 0, or 1 after printing the diagnostic.
+fn tool_exit(result: Result<(), crate::tools::ToolError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprint!("{}", crate::tools::render_error(&error, color()));
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`runtime`]: the running topology: supervision, reload, shutdown, the admin endpoint.
 //! - [`schema`]: the JSON Schema of pipeline files and the `list` reference.
 //! - [`cli`]: the `pitwall-flow` command line.
+//! - [`tools`]: `inspect` and `plot`, for looking at Parquet recordings.
 
 pub mod cli;
 pub mod config;
@@ -16,3 +17,4 @@ pub mod graph;
 pub mod registry;
 pub mod runtime;
 pub mod schema;
+pub mod tools;
