@@ -11,6 +11,7 @@ use std::time::Duration;
 use pitwall_api::channel::Queue;
 use pitwall_api::metrics::ComponentMetrics;
 use pitwall_api::record::{GateTrigger, Lap, RaceControlMessage};
+use pitwall_api::telemetry::CarTelemetry;
 use pitwall_api::testing::{build_context, parse_config, wire};
 use pitwall_api::{ComponentConfig, Event, Record, WhenFull};
 use pitwall_mqtt::sink::MqttSinkConfig;
@@ -670,4 +671,163 @@ async fn sink_keeps_at_most_max_buffered_and_gives_up_after_the_flush_timeout() 
         5,
         "3 dropped for room, 2 left at the flush timeout"
     );
+}
+
+/// A car's telemetry frame `i` of a stream: every field differs from frame to frame.
+fn telemetry(i: u32) -> Event {
+    let f = i as f32;
+    Event::new(
+        1_716_728_615_000_000_000 + i64::from(i) * 16_666_667,
+        Record::CarTelemetry(Arc::new(CarTelemetry {
+            game: "assetto_corsa".into(),
+            session: "rig-3".into(),
+            car_id: (i % 4) as i32,
+            is_player: i % 4 == 0,
+            monotonic_ns: u64::from(i) * 16_666_667,
+            driver: Some(format!("driver {}", i % 4).into()),
+            car_model: Some("ks_mazda_mx5_cup".into()),
+            track: Some("magione".into()),
+            track_configuration: None,
+            speed_kmh: 100.0 + f * 0.5,
+            throttle: (f * 0.01).fract(),
+            gear: (i % 7) as i32 - 1,
+            rpm: 4000.0 + f,
+            acc_g: [f * 0.001, 1.0, -0.5],
+            tyre_temp_c: [80.0 + f, 81.0, 82.0, 83.0],
+            position: [f, 2.0, -f],
+            spline: (f * 0.003).fract(),
+            current_lap_s: Some(f * 0.016),
+            best_lap_s: (i > 100).then_some(95.5),
+            ..CarTelemetry::default()
+        })),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_batches_go_out_split_at_the_cap_and_come_back_as_the_same_records() {
+    let broker = start_broker();
+    let mut watcher = Client::connect(broker);
+    watcher.subscribe("edge/#").await;
+    let mut hub = Running::start(
+        &source(&format!(
+            "url = \"mqtt://{broker}\"\ntopics = [\"edge/{{edge}}/records\"]\nemit = \"records\"\npayload = \"protobuf\""
+        )),
+        false,
+    );
+    // Garbage is counted as an error: that also tells the subscription is live.
+    probe_until(&watcher, &mut hub, "edge/probe/records", |r| {
+        r.metrics.snapshot().errors > 0
+    })
+    .await;
+    assert!(hub.seen.is_empty());
+    let _probes = watcher.next(1, Duration::from_secs(5)).await;
+    while watcher.received.try_recv().is_ok() {}
+
+    let edge = Running::start(
+        &sink(&format!(
+            "url = \"mqtt://{broker}\"\ntopic = \"edge/e1/records\"\npayload = \"protobuf\"\nmax_message_bytes = 8192"
+        )),
+        true,
+    );
+    let mut sent: Vec<Event> = (0..300).map(telemetry).collect();
+    sent.insert(150, lap(44, 7));
+    sent.insert(10, lights_out());
+    edge.feed(sent[..200].to_vec()).await;
+    edge.feed(sent[200..].to_vec()).await;
+    hub.until(Duration::from_secs(15), |seen| seen.len() >= sent.len())
+        .await;
+    let edge_metrics = edge.metrics.clone();
+    edge.stop().await;
+    let hub_metrics = hub.metrics.clone();
+    let got = hub.stop().await;
+    assert_eq!(got.len(), sent.len());
+    assert_eq!(
+        got, sent,
+        "the same records, in order, with the edge's event times"
+    );
+    assert_eq!(edge_metrics.snapshot().discarded, 0);
+    assert_eq!(hub_metrics.snapshot().errors, 1, "only the probe");
+
+    // On the wire: several messages, none beyond the cap, each a batch of its own.
+    let mut messages = Vec::new();
+    while let Ok(message) = watcher.received.try_recv() {
+        messages.push(message);
+    }
+    assert!(messages.len() > 4, "{} messages", messages.len());
+    let mut decoded = Vec::new();
+    for message in &messages {
+        assert_eq!(message.topic, "edge/e1/records");
+        assert!(message.payload.len() <= 8192, "{}", message.payload.len());
+        decoded.extend(pitwall_api::wire::decode_batch(&message.payload).unwrap());
+    }
+    assert_eq!(decoded, sent);
+    // Messages are filled: all but the last of each input batch are close to the cap.
+    let full = messages.iter().filter(|m| m.payload.len() > 7000).count();
+    assert!(
+        full + 2 >= messages.len(),
+        "{full} of {} full",
+        messages.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_per_car_makes_a_message_per_car_and_the_hub_keeps_chosen_kinds() {
+    let broker = start_broker();
+    let client = Client::connect(broker);
+    let mut hub = Running::start(
+        &source(&format!(
+            "url = \"mqtt://{broker}\"\ntopics = [\"cars/#\"]\nemit = \"records\"\npayload = \"protobuf\"\nkinds = [\"car_telemetry\"]"
+        )),
+        false,
+    );
+    probe_until(&client, &mut hub, "cars/probe", |r| {
+        r.metrics.snapshot().errors > 0
+    })
+    .await;
+    let mut watcher = Client::connect(broker);
+    watcher.subscribe("cars/#").await;
+    let edge = Running::start(
+        &sink(&format!(
+            "url = \"mqtt://{broker}\"\ntopic = \"cars/{{car}}\"\npayload = \"protobuf\"\nkinds = [\"car_telemetry\", \"lap\"]"
+        )),
+        true,
+    );
+    let mut sent: Vec<Event> = (0..40).map(telemetry).collect();
+    sent.push(lap(2, 1));
+    sent.push(lights_out()); // not in the sink's kinds
+    edge.feed(sent.clone()).await;
+    hub.until(Duration::from_secs(15), |seen| seen.len() >= 40)
+        .await;
+    edge.stop().await;
+    let got = hub.stop().await;
+    let telemetry_sent: Vec<Event> = sent[..40].to_vec();
+    let mut got_sorted = got.clone();
+    got_sorted.sort_by_key(|e| e.time_ns);
+    assert_eq!(
+        got_sorted, telemetry_sent,
+        "the lap is not among the hub's kinds"
+    );
+    // Each car's records arrive in order.
+    for car in 0..4 {
+        let times: Vec<i64> = got
+            .iter()
+            .filter(|e| e.record.car() == Some(car))
+            .map(|e| e.time_ns)
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] < w[1]),
+            "car {car}: {times:?}"
+        );
+    }
+    // One message per car (the lap of car 2 rides with car 2's telemetry).
+    let mut topics: Vec<String> = watcher
+        .next(4, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .map(|m| m.topic)
+        .collect();
+    topics.sort();
+    assert_eq!(topics, vec!["cars/0", "cars/1", "cars/2", "cars/3"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(watcher.received.try_recv().is_err(), "no more messages");
 }
