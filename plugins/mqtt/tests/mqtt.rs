@@ -682,7 +682,7 @@ fn telemetry(i: u32) -> Event {
             game: "assetto_corsa".into(),
             session: "rig-3".into(),
             car_id: (i % 4) as i32,
-            is_player: i % 4 == 0,
+            is_player: i.is_multiple_of(4),
             monotonic_ns: u64::from(i) * 16_666_667,
             driver: Some(format!("driver {}", i % 4).into()),
             car_model: Some("ks_mazda_mx5_cup".into()),
