@@ -13,8 +13,8 @@
 //! - `"none"`: one key for everything that is thinned.
 //!
 //! Keys are also separated by session. Records whose kind is in `pass_kinds` always pass; by
-//! default that is every kind except `position`, `car_data` and `frame`, so laps, race control,
-//! session ends and the like are never thinned away.
+//! default that is every kind except `position`, `car_data`, `frame` and `car_telemetry`, so
+//! laps, race control, session ends and the like are never thinned away.
 //!
 //! In interval mode a key keeps an event when at least `interval_ms` has passed since the last
 //! one it kept. If event time jumps back by more than the interval (a looping replay), the key
@@ -26,7 +26,7 @@
 //! inputs = ["f1"]
 //! interval_ms = 1000          # or: every_n = 4
 //! key = "car"                 # "car" | "kind" | "none"
-//! # pass_kinds = ["lap", "race_control", "session_end"]   # default: all but position, car_data, frame
+//! # pass_kinds = ["lap", "race_control", "session_end"]   # default: all but position, car_data, frame, car_telemetry
 //! ```
 
 use std::collections::HashMap;
@@ -67,13 +67,19 @@ pub struct DecimateConfig {
     /// What events are grouped by: "car", "kind" or "none".
     #[serde(default)]
     pub key: DecimateKey,
-    /// Kinds that always pass. Default: every kind except position, car_data and frame.
+    /// Kinds that always pass. Default: every kind except position, car_data, frame and
+    /// car_telemetry.
     #[serde(default)]
     pub pass_kinds: Option<Vec<String>>,
 }
 
 fn default_pass_kinds() -> Kinds {
-    let thinned = [RecordKind::Position, RecordKind::CarData, RecordKind::Frame];
+    let thinned = [
+        RecordKind::Position,
+        RecordKind::CarData,
+        RecordKind::Frame,
+        RecordKind::CarTelemetry,
+    ];
     let kept: Vec<RecordKind> = RecordKind::ALL
         .iter()
         .copied()
