@@ -22,8 +22,8 @@
 //! once, and not an error. A buffer too short for its version block, or one whose copy does
 //! not parse (impossible vehicle count, too short for the vehicles it announces) is counted
 //! as an error, logged (rate-limited) and skipped; the next version is read normally. When
-//! nothing new has arrived for a second the buffers are reopened, so a game or bridge that
-//! restarted (new files or mappings under the same names) is picked up.
+//! nothing new has arrived for a quarter of a second the buffers are reopened, so a game or
+//! bridge that restarted (new files or mappings under the same names) is picked up.
 //!
 //! Reads are copies out of memory (tmpfs files or a mapping) of at most 241,680 bytes, a few
 //! tens of microseconds, so they are done on the runtime's thread rather than a blocking one.
@@ -63,8 +63,9 @@ use crate::snapshot::{Attempt, FileBuffer, SharedBuffer, VersionedCopy};
 const TRIES: usize = 10;
 /// Pause between attempts while the writer is busy.
 const RETRY_PAUSE: Duration = Duration::from_millis(1);
-/// With nothing new for this long, reopen the buffers (the game may have restarted).
-const REOPEN_AFTER: Duration = Duration::from_secs(1);
+/// With nothing new for this long, reopen the buffers (the game or bridge may have
+/// recreated them; an open handle would keep reading the old ones). Opening is cheap.
+const REOPEN_AFTER: Duration = Duration::from_millis(250);
 /// Where a bridge puts the buffers on Linux.
 pub const DEFAULT_DIR: &str = "/dev/shm";
 
