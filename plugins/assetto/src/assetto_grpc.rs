@@ -207,8 +207,12 @@ impl Component for AssettoGrpcSource {
         // connections close quickly. Whatever is left after the grace period is dropped.
         match tokio::time::timeout(SHUTDOWN_GRACE, serve).await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(component = %io.id, %error, "gRPC server ended with an error"),
-            Err(_) => tracing::warn!(component = %io.id, "gRPC connections did not close in time; dropped"),
+            Ok(Err(error)) => {
+                tracing::warn!(component = %io.id, %error, "gRPC server ended with an error")
+            }
+            Err(_) => {
+                tracing::warn!(component = %io.id, "gRPC connections did not close in time; dropped")
+            }
         }
         tracing::info!(component = %io.id, "gRPC ingest stopped");
         Ok(())
@@ -285,13 +289,7 @@ impl TelemetryIngest for Ingest {
         }
         tracing::debug!(component = %shared.id, peer = ?peer, "rig stream opened");
         let (acks, receiver) = mpsc::channel(ACK_BATCHES);
-        tokio::spawn(pump(
-            shared.clone(),
-            request.into_inner(),
-            acks,
-            peer,
-            slot,
-        ));
+        tokio::spawn(pump(shared.clone(), request.into_inner(), acks, peer, slot));
         Ok(Response::new(AckStream {
             receiver,
             pending: Vec::new().into_iter(),

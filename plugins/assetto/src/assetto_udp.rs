@@ -730,7 +730,11 @@ mod tests {
         let car = car_telemetry(&info, &identity, 99);
         assert_eq!(car.speed_kmh, 201.5);
         assert!(car.in_pit);
-        assert_eq!(car.acc_g, [-1.25, 0.9, 0.5], "x lateral, y vertical, z longitudinal");
+        assert_eq!(
+            car.acc_g,
+            [-1.25, 0.9, 0.5],
+            "x lateral, y vertical, z longitudinal"
+        );
         assert_eq!(car.current_lap_s, Some(41.2));
         assert_eq!(car.last_lap_s, Some(108.3));
         assert_eq!(car.best_lap_s, None);

@@ -5,6 +5,7 @@
 use pitwall_api::ComponentSpec;
 
 pub mod assetto_grpc;
+pub mod assetto_shm;
 pub mod assetto_udp;
 pub mod codec;
 mod util;
@@ -20,5 +21,9 @@ pub mod service {
 
 /// Every component type of this family.
 pub fn components() -> Vec<ComponentSpec> {
-    vec![assetto_grpc::spec(), assetto_udp::spec()]
+    vec![
+        assetto_grpc::spec(),
+        assetto_udp::spec(),
+        assetto_shm::spec(),
+    ]
 }

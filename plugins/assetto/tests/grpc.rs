@@ -118,7 +118,8 @@ struct Running {
 
 fn start(extra: &str) -> Running {
     let port = free_port();
-    let config: AssettoGrpcConfig = parse_config(&format!("listen = \"127.0.0.1:{port}\"\n{extra}"));
+    let config: AssettoGrpcConfig =
+        parse_config(&format!("listen = \"127.0.0.1:{port}\"\n{extra}"));
     assert!(config.check().is_empty());
     let component = config.build(&build_context("rigs", ".")).unwrap();
     let wiring = wire("rigs", false);
@@ -227,7 +228,10 @@ async fn three_rigs_at_once_every_frame_acked_and_emitted_unchanged() {
     let emitted = by_session(&events);
     assert_eq!(emitted.len(), 3);
     for (rig, sent) in sent_by_rig {
-        assert!(emitted[&rig] == sent, "{rig}: records equal the frames sent");
+        assert!(
+            emitted[&rig] == sent,
+            "{rig}: records equal the frames sent"
+        );
     }
 }
 
@@ -241,7 +245,11 @@ async fn a_client_that_drops_mid_stream_loses_nothing_it_saw_acked() {
     let mut responses = client.stream_frames(request).await.unwrap().into_inner();
     let mut acked = Vec::new();
     while acked.len() < 1234 {
-        let ack = responses.message().await.unwrap().expect("acks keep coming");
+        let ack = responses
+            .message()
+            .await
+            .unwrap()
+            .expect("acks keep coming");
         acked.push(ack.last_monotonic_ns);
     }
     drop(responses);
@@ -256,12 +264,18 @@ async fn a_client_that_drops_mid_stream_loses_nothing_it_saw_acked() {
     let (events, _, _) = stop(running).await;
     let emitted = by_session(&events);
     let dropped = &emitted["rig-drop"];
-    assert!(dropped.len() >= acked.len(), "every acked frame was emitted");
+    assert!(
+        dropped.len() >= acked.len(),
+        "every acked frame was emitted"
+    );
     assert!(
         dropped[..] == frames[..dropped.len()],
         "what was emitted is the frames sent, in order"
     );
-    let acked_expected: Vec<u64> = frames[..acked.len()].iter().map(|f| f.monotonic_ns).collect();
+    let acked_expected: Vec<u64> = frames[..acked.len()]
+        .iter()
+        .map(|f| f.monotonic_ns)
+        .collect();
     assert_eq!(acked, acked_expected);
 }
 
@@ -355,7 +369,12 @@ async fn oversize_and_garbage_end_only_their_own_stream() {
     let mut healthy_acks = healthy.stream_frames(request).await.unwrap().into_inner();
     feed.send(frame("healthy", 0)).unwrap();
     assert_eq!(
-        healthy_acks.message().await.unwrap().unwrap().last_monotonic_ns,
+        healthy_acks
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .last_monotonic_ns,
         frame("healthy", 0).monotonic_ns
     );
 
@@ -446,7 +465,8 @@ async fn shutdown_ends_streams_and_releases_the_port_for_a_restart() {
     let running = start("");
     let port = running.port;
     let mut client = connect(port).await;
-    let request = futures_util::stream::iter(vec![frame("rig-1", 0)]).chain(futures_util::stream::pending());
+    let request =
+        futures_util::stream::iter(vec![frame("rig-1", 0)]).chain(futures_util::stream::pending());
     let mut acks = client.stream_frames(request).await.unwrap().into_inner();
     assert!(acks.message().await.unwrap().is_some());
 

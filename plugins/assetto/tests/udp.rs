@@ -84,10 +84,11 @@ impl Game {
     /// The next request from the source: its operation and where it came from.
     async fn request(&self) -> (i32, SocketAddr) {
         let mut buf = [0u8; 64];
-        let (len, from) = tokio::time::timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
-            .await
-            .expect("the source sent a request")
-            .unwrap();
+        let (len, from) =
+            tokio::time::timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
+                .await
+                .expect("the source sent a request")
+                .unwrap();
         (parse_request(&buf[..len]).expect("a 12-byte request"), from)
     }
 
@@ -98,7 +99,10 @@ impl Game {
             if op == operation {
                 return from;
             }
-            assert_eq!(op, HANDSHAKE, "unexpected request {op} while waiting for {operation}");
+            assert_eq!(
+                op, HANDSHAKE,
+                "unexpected request {op} while waiting for {operation}"
+            );
         }
     }
 
@@ -123,7 +127,10 @@ fn start(options: &str) -> Running {
     let shutdown = wiring.io.shutdown.clone();
     let metrics = wiring.io.metrics.clone();
     let task = tokio::spawn(async move {
-        component.run(&mut wiring.io).await.expect("source ran cleanly");
+        component
+            .run(&mut wiring.io)
+            .await
+            .expect("source ran cleanly");
     });
     Running {
         task,
@@ -166,7 +173,8 @@ async fn handshake_updates_garbage_restart_and_dismiss() {
     let (op, _) = game.request().await;
     assert_eq!(op, HANDSHAKE);
     let client = game.expect(HANDSHAKE).await;
-    game.send(&handshake_reply("Mario Rossi", "monza"), client).await;
+    game.send(&handshake_reply("Mario Rossi", "monza"), client)
+        .await;
     assert_eq!(game.expect(UPDATE).await, client);
 
     for i in 0..50 {
@@ -187,7 +195,8 @@ async fn handshake_updates_garbage_restart_and_dismiss() {
     // The game restarts: silence, then the source dismisses and handshakes again.
     assert_eq!(game.expect(DISMISS).await, client);
     let client = game.expect(HANDSHAKE).await;
-    game.send(&handshake_reply("Mario Rossi", "spa"), client).await;
+    game.send(&handshake_reply("Mario Rossi", "spa"), client)
+        .await;
     game.expect(UPDATE).await;
     for i in 100..110 {
         game.send(&car_info(i), client).await;
@@ -206,7 +215,10 @@ async fn handshake_updates_garbage_restart_and_dismiss() {
     assert_eq!(cars.len(), 61);
     let speeds: Vec<f32> = cars.iter().map(|c| c.speed_kmh).collect();
     let expected: Vec<f32> = (0..=50).chain(100..110).map(|i| 100.0 + i as f32).collect();
-    assert_eq!(speeds, expected, "every update in order, garbage and strangers skipped");
+    assert_eq!(
+        speeds, expected,
+        "every update in order, garbage and strangers skipped"
+    );
     let first = &cars[0];
     assert_eq!(&*first.session, "Mario Rossi@monza");
     assert_eq!(first.driver.as_deref(), Some("Mario Rossi"));
@@ -217,8 +229,13 @@ async fn handshake_updates_garbage_restart_and_dismiss() {
     assert_eq!(first.throttle, 0.5);
     assert_eq!(first.rpm, 5000.0);
     assert_eq!(first.spline, 0.25);
-    assert_eq!(&*cars[51].session, "Mario Rossi@spa", "new handshake, new tag");
-    assert!(cars.windows(2).all(|w| w[0].monotonic_ns <= w[1].monotonic_ns));
+    assert_eq!(
+        &*cars[51].session, "Mario Rossi@spa",
+        "new handshake, new tag"
+    );
+    assert!(cars
+        .windows(2)
+        .all(|w| w[0].monotonic_ns <= w[1].monotonic_ns));
 }
 
 #[tokio::test]
