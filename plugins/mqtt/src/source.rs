@@ -10,6 +10,10 @@
 //! one `{name}`, with any fixed text before and after it; the captured text is never empty.
 //! A message whose topic matches the subscription but not the pattern's fixed text
 //! (`carrera/lane2/finish`) is counted as discarded.
+//! A topic may start with `$share/{group}/` (MQTT 5 shared subscriptions, which Mosquitto,
+//! EMQX and HiveMQ also grant to MQTT 3.1.1 clients): the broker hands each message to one
+//! subscriber of the group, so several instances split a stream between them. The prefix is
+//! only part of the subscription; messages are matched by the rest of the pattern.
 //!
 //! `emit = "message"` emits [`Record::MqttMessage`] with the topic, the captured fields and the
 //! payload decoded per `payload`: `auto` = JSON if it parses, else UTF-8 text (a JSON string),
@@ -176,12 +180,27 @@ enum Level {
 /// A parsed topic pattern: what to subscribe to and how to read a topic back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicPattern {
+    /// `$share/{group}/...`: the broker's shared-subscription group.
+    share: Option<String>,
     levels: Vec<Level>,
 }
 
 impl TopicPattern {
-    /// Parse `a/+/track{lane}/#`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parse `a/+/track{lane}/#`, optionally behind `$share/{group}/` (a shared
+    /// subscription: the broker hands each message to one member of the group).
+    pub fn parse(full: &str) -> Result<Self, String> {
+        let (share, text) = match full.strip_prefix("$share/") {
+            Some(rest) => {
+                let (group, topic) = rest.split_once('/').unwrap_or((rest, ""));
+                if group.is_empty() || group.contains(['+', '#', '{', '}']) || topic.is_empty() {
+                    return Err(format!(
+                        "`{full}`: a shared subscription is `$share/GROUP/TOPIC`, e.g. `$share/hub/pitwall/edge/+/records`"
+                    ));
+                }
+                (Some(group.to_string()), topic)
+            }
+            None => (None, full),
+        };
         if text.is_empty() {
             return Err("a topic cannot be empty".into());
         }
@@ -229,7 +248,7 @@ impl TopicPattern {
             };
             levels.push(level);
         }
-        Ok(Self { levels })
+        Ok(Self { share, levels })
     }
 
     /// The MQTT filter to subscribe with: captures become `+`.
@@ -243,7 +262,10 @@ impl TopicPattern {
                 Level::Rest => "#",
             })
             .collect();
-        parts.join("/")
+        match &self.share {
+            Some(group) => format!("$share/{group}/{}", parts.join("/")),
+            None => parts.join("/"),
+        }
     }
 
     /// Names of the captured fields.
@@ -896,8 +918,18 @@ mod tests {
             .is_some());
         assert!(TopicPattern::parse("a/#").unwrap().matches("a").is_some());
 
+        // A shared subscription: subscribed with the prefix, matched without it.
+        let shared = TopicPattern::parse("$share/hub/pitwall/edge/{edge}/records").unwrap();
+        assert_eq!(shared.filter(), "$share/hub/pitwall/edge/+/records");
+        let fields = shared.matches("pitwall/edge/e7/records").unwrap();
+        assert_eq!(fields.get("edge").map(String::as_str), Some("e7"));
+        assert_eq!(shared.matches("$share/hub/pitwall/edge/e7/records"), None);
+
         for bad in [
             "",
+            "$share/hub",
+            "$share//a",
+            "$share/+/a",
             "a/#/b",
             "a/b+",
             "a/{x}{y}",
