@@ -217,11 +217,13 @@ fn positioned_read(_file: &File, _offset: u64, _out: &mut [u8]) -> io::Result<us
 mod tests {
     use super::*;
 
+    /// Called before every read, with the read's offset: lets a test write mid-copy.
+    type OnRead = Box<dyn FnMut(usize, &mut Vec<u8>) + Send>;
+
     /// An in-memory buffer whose reads can be interleaved with writes by the test.
     struct Scripted {
         bytes: Vec<u8>,
-        /// Called before every read, with the read's offset: lets a test write mid-copy.
-        on_read: Box<dyn FnMut(usize, &mut Vec<u8>) + Send>,
+        on_read: OnRead,
     }
 
     impl SharedBuffer for Scripted {

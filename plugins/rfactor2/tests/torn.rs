@@ -10,6 +10,9 @@
 //! preempted mid-copy would be), so versions often start while it copies: the case only the
 //! second header check catches.
 
+// The writer uses positioned writes (`FileExt::write_all_at`), which are Unix's.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs::OpenOptions;
