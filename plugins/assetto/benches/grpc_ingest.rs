@@ -5,6 +5,10 @@
 //!     cargo bench -p pitwall-assetto --bench grpc_ingest
 //!
 //! `RIGS` (default 8) and `FRAMES` per rig (default 100000) change the load.
+//!
+//! On the 2-core development machine, with other builds running: about 410,000 frames/s
+//! (8 x 100,000 frames, one ack each). Before the service used `crate::codec` (prost
+//! reading and writing field by field through tonic's buffers) it was about 260,000.
 
 use std::time::{Duration, Instant};
 

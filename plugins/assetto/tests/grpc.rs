@@ -495,3 +495,22 @@ async fn shutdown_ends_streams_and_releases_the_port_for_a_restart() {
     let (events, _, _) = stop(running).await;
     assert_eq!(events.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_session_id_is_tagged_by_its_peer() {
+    let running = start("");
+    let (acks, end) = stream_all(
+        connect(running.port).await,
+        vec![frame("", 0), frame("", 1)],
+    )
+    .await;
+    assert_eq!(acks.len(), 2);
+    assert!(end.is_ok());
+    let (events, _, _) = stop(running).await;
+    let emitted = by_session(&events);
+    assert_eq!(emitted.len(), 1);
+    let (session, frames) = emitted.into_iter().next().unwrap();
+    let peer: std::net::SocketAddr = session.parse().expect("the peer's address");
+    assert!(peer.ip().is_loopback());
+    assert_eq!(frames.len(), 2);
+}
