@@ -423,3 +423,124 @@ flush_every_ms = 100
     assert_eq!(kinds["car_telemetry"], 4800);
     assert_eq!(kinds.len(), 12, "{kinds:?}");
 }
+
+/// Rows per record kind in the Parquet files of a hub's archive directory.
+fn parquet_rows(dir: &Path) -> BTreeMap<String, i64> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut rows = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".parquet") else {
+            continue;
+        };
+        // `{kind}-{yyyymmddThhmmss}-{n}`
+        let kind = stem.rsplitn(3, '-').nth(2).unwrap().to_string();
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name} is a whole Parquet file: {e}"));
+        *rows.entry(kind).or_default() += reader.metadata().file_metadata().num_rows();
+    }
+    rows
+}
+
+async fn get_json(port: u16, path: &str) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = reqwest::get(&url).await {
+            if response.status().is_success() {
+                return response.json().await.expect("JSON");
+            }
+        }
+        assert!(started.elapsed() < PATIENCE, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_hub_scales_out_with_a_shared_subscription() {
+    let broker_port = free_port();
+    let _broker = Mosquitto::start(broker_port).await;
+    let broker_url = format!("mqtt://127.0.0.1:{broker_port}");
+
+    // Two instances of the shipped hub.toml, unchanged, sharing the edges' topics.
+    let hub_pipeline = std::fs::canonicalize("pipelines/edge-to-hub/hub.toml").unwrap();
+    let archives = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ports = [free_port(), free_port()];
+    let hubs: Vec<Instance> = (0..2)
+        .map(|i| {
+            Instance::start(
+                if i == 0 { "hub A" } else { "hub B" },
+                &hub_pipeline,
+                &[
+                    ("MQTT_URL", broker_url.clone()),
+                    ("HUB_TOPIC", "$share/hub/pitwall/edge/+/records".to_string()),
+                    ("HUB_LISTEN", format!("127.0.0.1:{}", ports[i])),
+                    (
+                        "HUB_ARCHIVE",
+                        archives[i].path().to_string_lossy().to_string(),
+                    ),
+                ],
+            )
+        })
+        .collect();
+    for hub in &hubs {
+        hub.wait_for_log("mqtt: subscribed").await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let events = recording(3, 2400);
+    write_ndjson(&dir.path().join("records.ndjson"), &events);
+    Instance::start(
+        "edge",
+        &edge_pipeline(dir.path()),
+        &[
+            ("MQTT_URL", broker_url.clone()),
+            ("EDGE_ID", "solo".to_string()),
+        ],
+    )
+    .finishes()
+    .await;
+
+    // The timing tower: between them the hubs know both cars' standings.
+    let started = Instant::now();
+    loop {
+        let mut cars = Vec::new();
+        for port in ports {
+            for standing in get_json(port, "/api/standings").await.as_array().unwrap() {
+                cars.push(standing["car"].as_u64().unwrap());
+            }
+        }
+        cars.sort();
+        cars.dedup();
+        if cars == [0, 1] {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "standings of {cars:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the last messages time to land, then stop: the archives are closed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for hub in hubs {
+        hub.stop().await;
+    }
+
+    let [a, b] = [
+        parquet_rows(archives[0].path()),
+        parquet_rows(archives[1].path()),
+    ];
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for event in &events {
+        *expected.entry(event.kind().name().to_string()).or_default() += 1;
+    }
+    let mut together = a.clone();
+    for (kind, rows) in &b {
+        *together.entry(kind.clone()).or_default() += rows;
+    }
+    assert_eq!(together, expected, "every record reached exactly one hub");
+    let (rows_a, rows_b) = (a.values().sum::<i64>(), b.values().sum::<i64>());
+    assert!(
+        rows_a > 0 && rows_b > 0,
+        "the broker shared the messages: {rows_a} + {rows_b}"
+    );
+}
