@@ -1,1 +1,296 @@
-fn main() {}
+//! `.pb.gz` -> Parquet conversion throughput: what `pipelines/ac-convert.toml` does, through
+//! the real components (`proto_replay` at speed 0 -> bounded queue -> `parquet`), on a tokio
+//! runtime with as many workers as the engine's.
+//!
+//!     cargo bench -p pitwall-files --bench convert
+//!     FRAMES=500000 cargo bench -p pitwall-files --bench convert
+//!
+//! Prints frames/s and the peak resident memory of the conversion (VmHWM, reset before it
+//! starts). The generated recording (gzip level 6, like the bridge's zlib default) is kept
+//! in the target directory between runs. Set `STAGES=1` to also time the replay alone
+//! (decompress + decode, events discarded).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pitwall_api::channel::{Input, Output, Queue, Target, WhenFull};
+use pitwall_api::telemetry::{from_frame, proto, FrameStrings};
+use pitwall_api::testing::{build_context, parse_config};
+use pitwall_api::{ComponentConfig, ComponentMetrics, Io, Shutdown};
+use pitwall_files::parquet::ParquetConfig;
+use pitwall_files::pbgz::FrameWriter;
+use pitwall_files::proto_replay::ProtoReplayConfig;
+
+/// The engine's default queue capacity, in batches.
+const QUEUE_BATCHES: usize = 64;
+
+/// A frame like a car lapping: every page filled, values varying smoothly.
+fn frame(i: u64) -> proto::TelemetryFrame {
+    let t = i as f32 * 0.003;
+    let lap = (i / 30_000) as i32;
+    let along = (i % 30_000) as f32 / 30_000.0;
+    let speed = 180.0 + 80.0 * (t * 0.7).sin();
+    let wheels = |base: f32, swing: f32| {
+        Some(proto::Wheel4f {
+            fl: base + swing * (t * 1.1).sin(),
+            fr: base + swing * (t * 1.3).sin(),
+            rl: base + swing * (t * 0.9).cos(),
+            rr: base + swing * (t * 0.8).cos(),
+        })
+    };
+    proto::TelemetryFrame {
+        monotonic_ns: 1_000_000_000 + i * 3_003_003,
+        game: "assetto_corsa".into(),
+        session_id: "rig-3".into(),
+        physics: Some(proto::Physics {
+            speed_kmh: speed,
+            gas: (0.5 + 0.5 * (t * 0.7).cos()).clamp(0.0, 1.0),
+            brake: (0.5 - 0.5 * (t * 0.7).cos()).clamp(0.0, 1.0) * 0.3,
+            clutch: 0.0,
+            gear: 2 + ((speed / 50.0) as i32).min(5),
+            steer: (t * 0.4).sin() * 0.6,
+            engine_rpm: 5000.0 + 2500.0 * (t * 2.1).sin(),
+            tyre_slip: wheels(0.05, 0.04),
+            tyre_load: wheels(3500.0, 800.0),
+            tyre_temp_c: wheels(85.0, 6.0),
+            suspension_travel: wheels(0.03, 0.01),
+            acc_g: Some(proto::Vec3f {
+                x: 1.8 * (t * 0.4).sin(),
+                y: 0.02 * (t * 9.0).sin(),
+                z: 1.2 * (t * 0.7).cos(),
+            }),
+            velocity: Some(proto::Vec3f {
+                x: speed / 3.6 * (t * 0.05).cos(),
+                y: 0.0,
+                z: speed / 3.6 * (t * 0.05).sin(),
+            }),
+            angular_velocity: Some(proto::Vec3f {
+                x: 0.01 * (t * 3.0).sin(),
+                y: 0.3 * (t * 0.4).sin(),
+                z: 0.01 * (t * 2.0).cos(),
+            }),
+        }),
+        graphics: Some(proto::Graphics {
+            status: 2,
+            completed_laps: lap,
+            position: 1 + (lap % 3),
+            i_current_time_s: along * 90.0,
+            i_last_time_s: if lap > 0 { 90.3 } else { 0.0 },
+            i_best_time_s: if lap > 0 { 89.9 } else { 0.0 },
+            lap_time_s: along * 90.0,
+            delta_lap_s: 0.2 * (t * 0.1).sin(),
+            normalized_car_pos: along,
+        }),
+        stat: Some(proto::Static {
+            car_model: "ks_ferrari_488_gt3".into(),
+            track: "ks_nordschleife".into(),
+            track_configuration: "endurance".into(),
+            max_rpm: 7500,
+        }),
+    }
+}
+
+/// The recording of `frames` frames, generated once and kept in the target directory.
+fn recording(frames: u64) -> PathBuf {
+    let dir = PathBuf::from(option_env!("CARGO_TARGET_TMPDIR").unwrap_or("/tmp"));
+    let path = dir.join(format!("pitwall-convert-bench-v1-{frames}.pb.gz"));
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).expect("target tmp dir");
+    let partial = path.with_extension("partial");
+    let started = Instant::now();
+    let file = std::io::BufWriter::new(std::fs::File::create(&partial).expect("create"));
+    let mut writer = FrameWriter::new(file, 6);
+    for i in 0..frames {
+        writer.write_frame(&frame(i)).expect("write");
+    }
+    writer.finish().expect("finish");
+    std::fs::rename(&partial, &path).expect("rename");
+    eprintln!(
+        "generated {} ({frames} frames) in {:.1} s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    path
+}
+
+fn peak_rss_reset() {
+    // "5" resets the peak resident set size (VmHWM) of this process (Linux >= 4.0).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn io(id: &str, input: Option<Arc<Queue>>, output: Option<Arc<Queue>>) -> Io {
+    let metrics = Arc::new(ComponentMetrics::default());
+    let out = Output::new(metrics.clone());
+    if let Some(queue) = output {
+        out.set_targets(vec![Target {
+            consumer: "next".into(),
+            queue,
+            when_full: WhenFull::Block,
+        }]);
+    }
+    Io {
+        id: id.into(),
+        input: input.map(Input::new),
+        output: out,
+        shutdown: Shutdown::new(),
+        metrics,
+    }
+}
+
+fn replay_config(path: &Path) -> ProtoReplayConfig {
+    parse_config(&format!("path = {:?}\nspeed = 0", path.to_string_lossy()))
+}
+
+/// proto_replay -> queue -> parquet; returns the seconds it took and the output size.
+async fn convert(path: &Path, out: &Path) -> (f64, u64) {
+    let ctx = build_context("bench", out);
+    let mut source = replay_config(path).build(&ctx).expect("source builds");
+    let sink_config: ParquetConfig = parse_config("path = \"parquet\"");
+    let mut sink = sink_config.build(&ctx).expect("sink builds");
+    let queue = Queue::new(QUEUE_BATCHES, Arc::new(ComponentMetrics::default()));
+    let mut source_io = io("replay", None, Some(queue.clone()));
+    let mut sink_io = io("parquet", Some(queue.clone()), None);
+    let started = Instant::now();
+    let sink_task = tokio::spawn(async move {
+        sink.run(&mut sink_io).await.expect("sink runs");
+        sink_io
+    });
+    source.run(&mut source_io).await.expect("source runs");
+    queue.close();
+    let sink_io = sink_task.await.expect("sink task");
+    let seconds = started.elapsed().as_secs_f64();
+    let snapshot = sink_io.metrics.snapshot();
+    assert_eq!(snapshot.errors, 0, "no errors");
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(out.join("parquet")).expect("output dir") {
+        bytes += entry.expect("entry").metadata().expect("metadata").len();
+    }
+    (seconds, bytes)
+}
+
+/// proto_replay alone, its batches dropped as they come.
+async fn replay_only(path: &Path, frames: u64) -> f64 {
+    let ctx = build_context("bench", ".");
+    let mut source = replay_config(path).build(&ctx).expect("source builds");
+    let queue = Queue::new(QUEUE_BATCHES, Arc::new(ComponentMetrics::default()));
+    let mut source_io = io("replay", None, Some(queue.clone()));
+    let started = Instant::now();
+    let drain = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while let Some(batch) = queue.pop().await {
+                n += batch.len() as u64;
+            }
+            n
+        })
+    };
+    source.run(&mut source_io).await.expect("source runs");
+    queue.close();
+    let n = drain.await.expect("drain task");
+    assert_eq!(n, frames);
+    started.elapsed().as_secs_f64()
+}
+
+/// The reading stages one by one, on this thread: inflate, + framing, + decoding.
+fn stages(path: &Path, frames: u64) {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut decoder = flate2::bufread::MultiGzDecoder::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        std::fs::File::open(path).expect("open"),
+    ));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut plain = 0u64;
+    loop {
+        let n = decoder.read(&mut buf).expect("inflate");
+        if n == 0 {
+            break;
+        }
+        plain += n as u64;
+    }
+    let inflate = started.elapsed().as_secs_f64();
+    println!(
+        "inflate only: {:.1} MB in {inflate:.2} s = {:.0} MB/s, {:.0} bytes/frame",
+        plain as f64 / 1e6,
+        plain as f64 / 1e6 / inflate,
+        plain as f64 / frames as f64
+    );
+    let started = Instant::now();
+    let mut reader = pitwall_files::pbgz::open_path(path).expect("open");
+    let mut n = 0u64;
+    while let pitwall_files::pbgz::Next::Frame(_) = reader.next_frame() {
+        n += 1;
+    }
+    let framing = started.elapsed().as_secs_f64();
+    println!(
+        "+ framing:    {n} frames in {framing:.2} s = {:.0} frames/s",
+        n as f64 / framing
+    );
+    let started = Instant::now();
+    let mut reader = pitwall_files::pbgz::open_path(path).expect("open");
+    let mut strings = FrameStrings::default();
+    let mut n = 0u64;
+    while let pitwall_files::pbgz::Next::Frame(bytes) = reader.next_frame() {
+        let car = pitwall_files::pbgz::decode_car(bytes, &mut strings).expect("decode");
+        n += car.gear as u64 & 1;
+    }
+    let decode = started.elapsed().as_secs_f64();
+    println!(
+        "+ decoding:   {frames} frames in {decode:.2} s = {:.0} frames/s ({n})",
+        frames as f64 / decode
+    );
+}
+
+fn main() {
+    let frames: u64 = std::env::var("FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let path = recording(frames);
+    let compressed = std::fs::metadata(&path).expect("recording").len();
+    // Sanity: the generator's frames decode to what a live source would emit.
+    let _ = from_frame(&frame(1), &mut FrameStrings::default());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if std::env::var("STAGES").is_ok() {
+        stages(&path, frames);
+        let seconds = runtime.block_on(replay_only(&path, frames));
+        println!(
+            "replay only:  {frames} frames in {seconds:.2} s = {:.0} frames/s",
+            frames as f64 / seconds
+        );
+    }
+    let out = tempfile::tempdir().expect("temp dir");
+    peak_rss_reset();
+    let (seconds, parquet_bytes) = runtime.block_on(convert(&path, out.path()));
+    let rss = peak_rss_mib();
+    println!(
+        "convert: {frames} frames, {:.1} MB .pb.gz -> {:.1} MB Parquet in {seconds:.2} s = {:.0} frames/s, peak RSS {rss:.0} MiB",
+        compressed as f64 / 1e6,
+        parquet_bytes as f64 / 1e6,
+        frames as f64 / seconds
+    );
+}

@@ -14,6 +14,7 @@ pub mod car_columns;
 pub mod console;
 pub mod file_sink;
 pub mod file_source;
+pub mod frame_decoder;
 pub mod parquet;
 pub mod pbgz;
 pub mod proto_record;

@@ -21,7 +21,7 @@ use std::path::Path;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use pitwall_api::telemetry::{from_frame, proto, to_frame, FrameStrings};
+use pitwall_api::telemetry::{proto, to_frame, FrameStrings};
 use pitwall_api::CarTelemetry;
 use prost::Message;
 
@@ -294,13 +294,14 @@ fn parse_varint(bytes: &[u8]) -> Varint {
     }
 }
 
-/// Decode one frame's bytes into the common record.
+/// Decode one frame's bytes into the common record: the same as `TelemetryFrame::decode`
+/// then [`from_frame`](pitwall_api::telemetry::from_frame), without the intermediate message
+/// ([`crate::frame_decoder`]).
 pub fn decode_car(
     bytes: &[u8],
     strings: &mut FrameStrings,
-) -> Result<CarTelemetry, prost::DecodeError> {
-    let frame = proto::TelemetryFrame::decode(bytes)?;
-    Ok(from_frame(&frame, strings))
+) -> Result<CarTelemetry, crate::frame_decoder::DecodeError> {
+    crate::frame_decoder::decode_car(bytes, strings)
 }
 
 #[cfg(test)]
