@@ -103,7 +103,7 @@ fn main() {
             .local_addr()
             .unwrap()
             .port();
-        let config: AssettoGrpcConfig = parse_config(&format!("listen = \"127.0.0.1:{port}\""));
+        let config: AssettoGrpcConfig = parse_config(&format!("address = \"127.0.0.1:{port}\""));
         let mut component = config.build(&build_context("rigs", ".")).unwrap();
         let mut wiring = wire("rigs", false);
         let output = wiring.output.clone();

@@ -30,7 +30,7 @@
 //! ```toml
 //! [sources.rigs]
 //! type = "assetto_grpc"
-//! listen = "127.0.0.1:50051"      # "0.0.0.0:50051" for bridges on other PCs
+//! address = "127.0.0.1:50051"      # "0.0.0.0:50051" for bridges on other PCs
 //! max_message_bytes = 16777216    # 16 MiB, as the reference server
 //! max_streams = 64                # rigs streaming at once
 //! # sessions = ["rig-1", "rig-2"] # accept only these session ids
@@ -67,8 +67,8 @@ use crate::util::{now_ns, LogLimiter};
 pub struct AssettoGrpcConfig {
     /// Address the gRPC server listens on: `127.0.0.1:50051` for a bridge on this machine,
     /// `0.0.0.0:50051` for rigs on other PCs.
-    #[serde(default = "default_listen")]
-    pub listen: String,
+    #[serde(default = "default_address")]
+    pub address: String,
     /// Largest message accepted, in bytes; a larger one ends its stream with
     /// `OUT_OF_RANGE`.
     #[serde(default = "default_max_message_bytes")]
@@ -82,7 +82,7 @@ pub struct AssettoGrpcConfig {
     pub max_streams: usize,
 }
 
-fn default_listen() -> String {
+fn default_address() -> String {
     "127.0.0.1:50051".into()
 }
 fn default_max_message_bytes() -> usize {
@@ -99,9 +99,9 @@ impl ComponentConfig for AssettoGrpcConfig {
 
     fn listeners(&self) -> Vec<Listener> {
         // Not HTTP routes: gRPC claims the whole address.
-        match parse_listen_address(&self.listen) {
+        match parse_listen_address(&self.address) {
             Ok(address) => vec![Listener {
-                option: "listen",
+                option: "address",
                 address,
                 routes: Vec::new(),
             }],
@@ -111,8 +111,8 @@ impl ComponentConfig for AssettoGrpcConfig {
 
     fn check(&self) -> Vec<OptionProblem> {
         let mut problems = Vec::new();
-        if let Err(message) = parse_listen_address(&self.listen) {
-            problems.push(OptionProblem::new("listen", message));
+        if let Err(message) = parse_listen_address(&self.address) {
+            problems.push(OptionProblem::new("address", message));
         }
         if self.max_message_bytes < 1024 {
             problems.push(OptionProblem::new(
@@ -135,7 +135,7 @@ impl ComponentConfig for AssettoGrpcConfig {
     }
 
     fn build(&self, _ctx: &BuildContext) -> Result<Box<dyn Component>, ComponentError> {
-        let address = parse_listen_address(&self.listen)?;
+        let address = parse_listen_address(&self.address)?;
         Ok(Box::new(AssettoGrpcSource {
             config: self.clone(),
             address,
@@ -456,7 +456,7 @@ mod tests {
     #[test]
     fn defaults_listener_and_checks() {
         let config: AssettoGrpcConfig = parse_config("");
-        assert_eq!(config.listen, "127.0.0.1:50051");
+        assert_eq!(config.address, "127.0.0.1:50051");
         assert_eq!(config.max_message_bytes, 16 * 1024 * 1024);
         assert!(config.check().is_empty());
         let listeners = config.listeners();
@@ -466,9 +466,9 @@ mod tests {
         assert!(config.emits().contains(RecordKind::CarTelemetry));
 
         let config: AssettoGrpcConfig =
-            parse_config("listen = \"nowhere\"\nmax_streams = 0\nsessions = []");
+            parse_config("address = \"nowhere\"\nmax_streams = 0\nsessions = []");
         let keys: Vec<String> = config.check().into_iter().map(|p| p.key).collect();
-        assert_eq!(keys, vec!["listen", "max_streams", "sessions"]);
+        assert_eq!(keys, vec!["address", "max_streams", "sessions"]);
         assert!(config.listeners().is_empty());
     }
 

@@ -119,7 +119,7 @@ struct Running {
 fn start(extra: &str) -> Running {
     let port = free_port();
     let config: AssettoGrpcConfig =
-        parse_config(&format!("listen = \"127.0.0.1:{port}\"\n{extra}"));
+        parse_config(&format!("address = \"127.0.0.1:{port}\"\n{extra}"));
     assert!(config.check().is_empty());
     let component = config.build(&build_context("rigs", ".")).unwrap();
     let wiring = wire("rigs", false);
