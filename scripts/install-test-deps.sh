@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The two programs the end-to-end tests drive for real: headless Chromium (the dashboard in a
-# browser) and Mosquitto (a real MQTT broker). Installs them from Debian's packages if missing.
+# browser) and Mosquitto (a real MQTT broker), plus the DejaVu fonts `pitwall-flow plot` draws
+# its text with. Installs them from Debian's packages if missing.
 set -euo pipefail
 python3 -c 'import pyarrow' 2>/dev/null || python3 -m pip install pyarrow
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 [ ${#need[@]} -eq 0 ] && exit 0
 as_root=()
 [ "$(id -u)" -eq 0 ] || as_root=(sudo)

@@ -13,6 +13,7 @@
 //! lists the available columns, with a did-you-mean.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -578,13 +579,21 @@ impl CsvOut {
             .collect::<Result<_, _>>()?;
         let rows = columns.first().map_or(0, |c| c.len());
         let mut line = String::new();
+        let mut cell = String::new();
         for row in 0..rows {
             line.clear();
             for (i, formatter) in formatters.iter().enumerate() {
                 if i > 0 {
                     line.push(',');
                 }
-                line.push_str(&csv_field(&formatter.value(row).to_string()));
+                cell.clear();
+                // Writing into a String cannot fail; a value that cannot be shown stays empty.
+                let _ = write!(cell, "{}", formatter.value(row));
+                if needs_quotes(&cell) {
+                    line.push_str(&csv_field(&cell));
+                } else {
+                    line.push_str(&cell);
+                }
             }
             self.line(&line)?;
         }
@@ -604,9 +613,13 @@ impl CsvOut {
     }
 }
 
+fn needs_quotes(text: &str) -> bool {
+    text.contains([',', '"', '\n', '\r'])
+}
+
 /// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
 pub fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
+    if needs_quotes(text) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()

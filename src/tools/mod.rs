@@ -32,16 +32,16 @@ pub const BATCH_ROWS: usize = 8192;
 /// Everything that can stop `inspect` or `plot`.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ToolError {
-    #[error("cannot open {path}: {source}")]
-    #[diagnostic(code(pitwall::tools::open), help("{help}"))]
+    #[error("cannot open {path}: {reason}")]
+    #[diagnostic(help("{help}"))]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        reason: String,
         help: String,
     },
 
     #[error("{path} is not a Parquet file: {reason}")]
-    #[diagnostic(code(pitwall::tools::not_parquet), help("{help}"))]
+    #[diagnostic(help("{help}"))]
     NotParquet {
         path: PathBuf,
         reason: String,
@@ -49,11 +49,10 @@ pub enum ToolError {
     },
 
     #[error("cannot read {path}: {message}")]
-    #[diagnostic(code(pitwall::tools::read))]
     Read { path: PathBuf, message: String },
 
     #[error("unknown column `{name}` in {path}")]
-    #[diagnostic(code(pitwall::tools::unknown_column), help("{help}"))]
+    #[diagnostic(help("{help}"))]
     UnknownColumn {
         name: String,
         path: PathBuf,
@@ -61,23 +60,21 @@ pub enum ToolError {
     },
 
     #[error("{message}")]
-    #[diagnostic(code(pitwall::tools::no_numeric_column), help("{help}"))]
+    #[diagnostic(help("{help}"))]
     NoNumeric { message: String, help: String },
 
     #[error("{message}")]
-    #[diagnostic(code(pitwall::tools::no_rows), help("{help}"))]
+    #[diagnostic(help("{help}"))]
     NoRows { message: String, help: String },
 
     #[error("cannot write {path}: {message}")]
-    #[diagnostic(code(pitwall::tools::write))]
     Write { path: PathBuf, message: String },
 
     #[error("no font to draw text with: {message}")]
-    #[diagnostic(code(pitwall::tools::no_font), help("{help}"))]
+    #[diagnostic(help("{help}"))]
     NoFont { message: String, help: String },
 
     #[error("cannot draw the plot: {0}")]
-    #[diagnostic(code(pitwall::tools::draw))]
     Draw(String),
 }
 
@@ -107,9 +104,9 @@ impl ParquetFile {
     /// Open `path` and read its footer, telling a missing file, a file that is not Parquet
     /// and a Parquet file without its footer apart.
     pub fn open(path: &Path) -> Result<Self, ToolError> {
-        let mut file = File::open(path).map_err(|source| ToolError::Open {
+        let mut file = File::open(path).map_err(|error| ToolError::Open {
             path: path.to_path_buf(),
-            help: match source.kind() {
+            help: match error.kind() {
                 std::io::ErrorKind::NotFound => {
                     "check the path; relative paths are relative to the current directory"
                         .to_string()
@@ -117,7 +114,7 @@ impl ParquetFile {
                 std::io::ErrorKind::PermissionDenied => "check the file's permissions".to_string(),
                 _ => "check that the path names a readable file".to_string(),
             },
-            source,
+            reason: error.to_string(),
         })?;
         let not_parquet = |reason: &str, help: &str| ToolError::NotParquet {
             path: path.to_path_buf(),

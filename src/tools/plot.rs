@@ -31,7 +31,7 @@ use arrow_schema::DataType;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::{format_float, is_numeric, is_text, ParquetFile, ToolError};
+use super::{is_numeric, is_text, ParquetFile, ToolError};
 
 /// Image width in pixels.
 pub const WIDTH: u32 = 1600;
@@ -43,7 +43,7 @@ const TITLE_HEIGHT: u32 = 76;
 const PANEL_TITLE_HEIGHT: u32 = 30;
 const MARGIN_LEFT: u32 = 16;
 const MARGIN_RIGHT: u32 = 36;
-const Y_LABEL_AREA: u32 = 96;
+const Y_LABEL_AREA: u32 = 84;
 const X_LABEL_AREA: u32 = 44;
 /// Pixel columns of a chart's plotting area: one decimation bin each.
 const PLOT_WIDTH: usize = (WIDTH - MARGIN_LEFT - MARGIN_RIGHT - Y_LABEL_AREA) as usize;
@@ -106,8 +106,11 @@ enum XSource {
     Time { column: String, scale: f64 },
     /// Lap distance in metres.
     Metres { column: String },
-    /// Fraction of the lap, plus the lap number when `with_lap`.
-    Fraction { column: String, with_lap: bool },
+    /// Fraction of the lap, plus the lap number from `lap_column` when set.
+    Fraction {
+        column: String,
+        lap_column: Option<String>,
+    },
     /// No time column: the row number.
     Row,
 }
@@ -128,8 +131,8 @@ impl XSource {
             Self::Metres { column } => format!("lap distance (m, {column})"),
             Self::Fraction {
                 column,
-                with_lap: true,
-            } => format!("laps (lap + {column})"),
+                lap_column: Some(lap),
+            } => format!("laps ({lap} + {column})"),
             Self::Fraction { column, .. } => {
                 format!("lap distance (fraction of the lap, {column})")
             }
@@ -187,7 +190,10 @@ impl Selector {
             }
             let raw = match &self.x {
                 XSource::Row => Some(Raw::Int(self.taken as i64)),
-                XSource::Fraction { with_lap: true, .. } => {
+                XSource::Fraction {
+                    lap_column: Some(_),
+                    ..
+                } => {
                     let fraction = floats.and_then(|f| f.is_valid(row).then(|| f.value(row)));
                     match (fraction, lap) {
                         (Some(f), Some(lap)) => Some(Raw::Float(lap as f64 + f)),
@@ -488,7 +494,7 @@ fn x_map(x: &XSource, raw_min: Raw, raw_max: Raw) -> XMap {
     if matches!(
         x,
         XSource::Fraction {
-            with_lap: false,
+            lap_column: None,
             ..
         }
     ) {
@@ -635,10 +641,13 @@ fn choose_x(file: &ParquetFile, options: &PlotOptions) -> Result<XSource, ToolEr
                 });
             }
             if let Some(name) = FRACTION_COLUMNS.iter().find(|name| numeric(name)) {
-                let has_lap = LAP_COLUMNS.iter().any(|lap| numeric(lap));
+                let lap_column = LAP_COLUMNS
+                    .iter()
+                    .find(|lap| numeric(lap))
+                    .filter(|_| options.lap.is_none());
                 return Ok(XSource::Fraction {
                     column: name.to_string(),
-                    with_lap: options.lap.is_none() && has_lap,
+                    lap_column: lap_column.map(|s| s.to_string()),
                 });
             }
             Err(ToolError::NoNumeric {
@@ -743,7 +752,7 @@ fn title_line(options: &PlotOptions, values: &TitleValues) -> String {
 fn subtitle(options: &PlotOptions, x: &XSource, xmap: &XMap, rows: u64) -> String {
     let mut parts = vec![format!("{} rows", super::inspect::thousands(rows))];
     if let XSource::Time { .. } = x {
-        parts.push(format!("{} s", format_float(xmap.max - xmap.min)));
+        parts.push(duration(xmap.max - xmap.min));
     }
     if let Some(lap) = options.lap {
         parts.push(format!("lap {lap}"));
@@ -793,6 +802,39 @@ pub fn unit_of(name: &str) -> Option<&'static str> {
         .iter()
         .find(|(suffix, _)| name.ends_with(suffix))
         .map(|(_, unit)| *unit)
+}
+
+/// The y axis label of a column: its unit, or what it is when it has none.
+fn axis_label(name: &str) -> String {
+    match name {
+        "gas" | "throttle" | "brake" | "clutch" => "pedal".to_string(),
+        "steer" | "steering" => "steering".to_string(),
+        "gear" => "gear".to_string(),
+        _ => unit_of(name)
+            .filter(|unit| unit.len() <= 12)
+            .unwrap_or(name)
+            .to_string(),
+    }
+}
+
+/// A duration for the subtitle: `81.1 s (1:21.1)`.
+fn duration(seconds: f64) -> String {
+    if seconds < 60.0 {
+        return format!("{seconds:.1} s");
+    }
+    let minutes = (seconds / 60.0).floor();
+    if minutes < 60.0 {
+        return format!(
+            "{seconds:.1} s ({minutes:.0}:{:04.1})",
+            seconds - minutes * 60.0
+        );
+    }
+    let hours = (minutes / 60.0).floor();
+    format!(
+        "{seconds:.0} s ({hours:.0}:{:02.0}:{:02.0})",
+        minutes - hours * 60.0,
+        (seconds - minutes * 60.0).floor()
+    )
 }
 
 /// The colour of a column's line: pedals green and red, the rest from a palette.
@@ -893,8 +935,8 @@ fn draw(
             let colour = colour_of(&s.name, i);
             let (head, chart_area) = area.split_vertically(PANEL_TITLE_HEIGHT);
             let label = match unit_of(&s.name) {
-                Some(unit) => format!("{}  ({unit})", s.name),
-                None => s.name.clone(),
+                Some(unit) if unit != s.name => format!("{}  ({unit})", s.name),
+                _ => s.name.clone(),
             };
             head.draw_text(
                 &label,
@@ -922,8 +964,7 @@ fn draw(
                     format!("{v:.y_decimals$}")
                 }
             };
-            let y_desc = unit_of(&s.name).unwrap_or("value");
-            let y_desc = if y_desc.len() > 12 { "" } else { y_desc };
+            let y_desc = axis_label(&s.name);
             let x_desc = if i + 1 == series.len() {
                 x.label()
             } else {
@@ -944,9 +985,21 @@ fn draw(
                 .y_desc(y_desc)
                 .draw()
                 .map_err(draw_error)?;
+            // Segment by segment: plotters joins a thick polyline into one polygon, and the
+            // sharp reversals of min/max decimation turn that polygon into long spikes.
             let points = s.points(xmap.min, xmap.max);
+            let style = colour.stroke_width(2);
+            if let [only] = points.as_slice() {
+                chart
+                    .draw_series(std::iter::once(Circle::new(*only, 2, style.filled())))
+                    .map_err(draw_error)?;
+            }
             chart
-                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                .draw_series(
+                    points
+                        .windows(2)
+                        .map(|pair| PathElement::new(vec![pair[0], pair[1]], style)),
+                )
                 .map_err(draw_error)?;
         }
         root.present().map_err(draw_error)?;
@@ -1141,6 +1194,14 @@ mod tests {
         assert_eq!(map.min, 0.0);
         assert_eq!(map.max, 2.5);
         assert_eq!(map.x(Raw::Int(t0 + 1)), 1e-9);
+    }
+
+    #[test]
+    fn durations_read_like_lap_times() {
+        assert_eq!(duration(12.34), "12.3 s");
+        assert_eq!(duration(81.078), "81.1 s (1:21.1)");
+        assert_eq!(duration(3605.0), "3605 s (1:00:05)");
+        assert_eq!(duration(6006.0), "6006 s (1:40:06)");
     }
 
     #[test]
