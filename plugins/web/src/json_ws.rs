@@ -696,7 +696,7 @@ impl JsonWsSink {
     fn problem(&mut self, metrics: &ComponentMetrics, record: &Record, error: &dyn fmt::Display) {
         metrics.add_error();
         self.problems += 1;
-        if self.problems <= 5 || self.problems % 1000 == 0 {
+        if self.problems <= 5 || self.problems.is_multiple_of(1000) {
             tracing::warn!(kind = %record.kind(), %error, skipped = self.problems, "record not sendable as JSON");
         }
     }
