@@ -601,3 +601,103 @@ fn plot_font_override_must_exist() {
     assert!(stderr.contains("no font to draw text with"), "{stderr}");
     assert!(stderr.contains("PITWALL_FONT"), "{stderr}");
 }
+
+/// A file as the `parquet` sink writes car telemetry: `time_ns`, `kind`, the record's field
+/// names (`throttle`, `steering`, `completed_laps`), float64 numbers, arrays as JSON text.
+fn write_sink_shaped(path: &Path) {
+    let rows = 4000usize;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("time_ns", DataType::Int64, true),
+        Field::new("kind", DataType::Utf8, true),
+        Field::new("game", DataType::Utf8, true),
+        Field::new("track", DataType::Utf8, true),
+        Field::new("speed_kmh", DataType::Float64, true),
+        Field::new("throttle", DataType::Float64, true),
+        Field::new("brake", DataType::Float64, true),
+        Field::new("steering", DataType::Float64, true),
+        Field::new("gear", DataType::Int64, true),
+        Field::new("rpm", DataType::Float64, true),
+        Field::new("acc_g", DataType::Utf8, true),
+        Field::new("spline", DataType::Float64, true),
+        Field::new("completed_laps", DataType::Int64, true),
+    ]));
+    let spline: Vec<f64> = (0..rows).map(|i| (i % 2000) as f64 / 2000.0).collect();
+    let speed: Vec<f64> = spline
+        .iter()
+        .map(|s| 150.0 + 100.0 * (s * 12.0).sin())
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            (0..rows as i64).map(|i| T0 + i * 16_666_667),
+        )),
+        Arc::new(StringArray::from(vec!["car_telemetry"; rows])),
+        Arc::new(StringArray::from(vec!["rfactor2"; rows])),
+        Arc::new(StringArray::from(vec!["Le Mans"; rows])),
+        Arc::new(arrow_array::Float64Array::from(speed.clone())),
+        Arc::new(arrow_array::Float64Array::from(vec![1.0; rows])),
+        Arc::new(arrow_array::Float64Array::from(vec![0.0; rows])),
+        Arc::new(arrow_array::Float64Array::from(vec![0.1; rows])),
+        Arc::new(Int64Array::from_iter_values(
+            speed.iter().map(|v| (*v / 50.0) as i64 + 1),
+        )),
+        Arc::new(arrow_array::Float64Array::from_iter_values(
+            speed.iter().map(|v| 3000.0 + v * 25.0),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            (0..rows).map(|i| format!("[{},0.0,-0.5]", i % 3)),
+        )),
+        Arc::new(arrow_array::Float64Array::from(spline)),
+        Arc::new(Int64Array::from_iter_values(
+            (0..rows).map(|i| i as i64 / 2000),
+        )),
+    ];
+    let mut writer =
+        ArrowWriter::try_new(File::create(path).unwrap(), schema.clone(), None).unwrap();
+    writer
+        .write(&RecordBatch::try_new(schema, columns).unwrap())
+        .unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn the_parquet_sinks_car_telemetry_files_work_too() {
+    let f = fixture();
+    let path = f.dir.join("car_telemetry-20251122T070000-0.parquet");
+    write_sink_shaped(&path);
+
+    let out = run(&["inspect", path.to_str().unwrap(), "-n", "2"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}{}", stdout, text(&out.stderr));
+    assert_eq!(stats_row(&stdout, "acc_g").last().unwrap(), "3");
+    assert_eq!(stats_row(&stdout, "completed_laps")[5], "1");
+
+    // The sink's field names are among the defaults; laps follow on with --x distance.
+    let png_path = f.dir.join("sink.png");
+    let out = run(&[
+        "plot",
+        path.to_str().unwrap(),
+        "--x",
+        "distance",
+        "-o",
+        png_path.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}{}", stdout, text(&out.stderr));
+    assert!(
+        stdout.contains("speed_kmh, rpm, gear, throttle, brake, steering from 4000 rows"),
+        "{stdout}"
+    );
+    let (width, height, rgb) = decode_png(&png_path);
+    assert_eq!((width, height), (1600, 76 + 6 * 300));
+    // Two laps side by side (lap + spline): the speed line crosses the whole width.
+    let blue_x: Vec<u32> = (76..376)
+        .flat_map(|y| (0..width).map(move |x| (x, y)))
+        .filter(|&(x, y)| pixel(&rgb, width, x, y) == [31, 119, 180])
+        .map(|(x, _)| x)
+        .collect();
+    assert!(blue_x.iter().any(|x| *x < 200) && blue_x.iter().any(|x| *x > 1400));
+
+    let out = run(&["plot", path.to_str().unwrap(), "--limit", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--limit 0 keeps no rows"));
+}

@@ -537,6 +537,10 @@ fn no_rows(options: &PlotOptions, x: &XSource, laps: Option<(i64, i64)>) -> Tool
             message: format!("no rows of lap {lap} in {}", options.path.display()),
             help: "the lap column has no values".to_string(),
         },
+        _ if options.limit == Some(0) => ToolError::NoRows {
+            message: "--limit 0 keeps no rows".to_string(),
+            help: "give --limit at least 1, or leave it out to plot every row".to_string(),
+        },
         _ => ToolError::NoRows {
             message: format!("no rows to plot in {}", options.path.display()),
             help: match x.column() {
@@ -750,18 +754,16 @@ fn title_line(options: &PlotOptions, values: &TitleValues) -> String {
 }
 
 fn subtitle(options: &PlotOptions, x: &XSource, xmap: &XMap, rows: u64) -> String {
-    let mut parts = vec![format!("{} rows", super::inspect::thousands(rows))];
+    let rows_text = super::inspect::thousands(rows);
+    let mut parts = vec![match options.limit {
+        Some(limit) if limit as u64 == rows => format!("first {rows_text} rows"),
+        _ => format!("{rows_text} rows"),
+    }];
     if let XSource::Time { .. } = x {
         parts.push(duration(xmap.max - xmap.min));
     }
     if let Some(lap) = options.lap {
         parts.push(format!("lap {lap}"));
-    }
-    if let Some(limit) = options.limit {
-        parts.push(format!(
-            "first {} rows",
-            super::inspect::thousands(limit as u64)
-        ));
     }
     parts.push(format!("x: {}", x.label()));
     parts.push("min/max per pixel column".to_string());
@@ -895,6 +897,18 @@ fn decimals(span: f64, ticks: usize) -> usize {
     digits.clamp(0.0, 6.0) as usize
 }
 
+/// A tick label: `decimals` at most, trailing zeros dropped (`0.10` is `0.1`, `10.0` is `10`).
+fn tick_label(value: f64, decimals: usize) -> String {
+    let mut text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.truncate(text.trim_end_matches('0').trim_end_matches('.').len());
+    }
+    if text == "-0" {
+        text = "0".to_string();
+    }
+    text
+}
+
 fn draw_error<E: std::fmt::Display>(e: E) -> ToolError {
     ToolError::Draw(e.to_string())
 }
@@ -929,8 +943,8 @@ fn draw(
         .map_err(draw_error)?;
 
         let panels = body.split_evenly((series.len(), 1));
-        let x_decimals = decimals(xmap.max - xmap.min, 16);
-        let x_format = |v: &f64| format!("{v:.x_decimals$}");
+        let x_decimals = decimals(xmap.max - xmap.min, 16) + 1;
+        let x_format = |v: &f64| tick_label(*v, x_decimals);
         for (i, (s, area)) in series.iter().zip(&panels).enumerate() {
             let colour = colour_of(&s.name, i);
             let (head, chart_area) = area.split_vertically(PANEL_TITLE_HEIGHT);
@@ -955,13 +969,17 @@ fn draw(
                 .y_label_area_size(Y_LABEL_AREA)
                 .build_cartesian_2d(xmap.min..xmap.max, y0..y1)
                 .map_err(draw_error)?;
-            let y_decimals = if s.integer { 0 } else { decimals(y1 - y0, 6) };
+            let y_decimals = if s.integer {
+                0
+            } else {
+                decimals(y1 - y0, 6) + 1
+            };
             let integer = s.integer;
             let y_format = move |v: &f64| {
                 if integer && (v - v.round()).abs() > 1e-9 {
                     String::new()
                 } else {
-                    format!("{v:.y_decimals$}")
+                    tick_label(*v, y_decimals)
                 }
             };
             let y_desc = axis_label(&s.name);
@@ -1202,6 +1220,15 @@ mod tests {
         assert_eq!(duration(81.078), "81.1 s (1:21.1)");
         assert_eq!(duration(3605.0), "3605 s (1:00:05)");
         assert_eq!(duration(6006.0), "6006 s (1:40:06)");
+    }
+
+    #[test]
+    fn tick_labels_drop_trailing_zeros() {
+        assert_eq!(tick_label(0.30000000000000004, 3), "0.3");
+        assert_eq!(tick_label(0.05, 3), "0.05");
+        assert_eq!(tick_label(10.0, 2), "10");
+        assert_eq!(tick_label(7500.0, 0), "7500");
+        assert_eq!(tick_label(-0.0001, 2), "0");
     }
 
     #[test]
