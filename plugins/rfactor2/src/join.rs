@@ -22,7 +22,7 @@ use std::sync::Arc;
 use pitwall_api::telemetry::lap_time;
 use pitwall_api::CarTelemetry;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::parse::{text, Scoring, Telemetry, VehicleScoring, VehicleTelemetry};
 
@@ -30,7 +30,7 @@ const G: f64 = 9.81;
 const KELVIN: f64 = 273.15;
 
 /// Which cars become records.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cars {
     /// Only the car of the person at this rig (`mIsPlayer` in scoring).

@@ -175,10 +175,12 @@ impl ComponentConfig for Rfactor2Config {
 
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Component>, ComponentError> {
         Ok(Box::new(Rfactor2Source {
-            telemetry: self.buffer(ctx, TELEMETRY_BUFFER),
-            scoring: self.buffer(ctx, SCORING_BUFFER),
-            telemetry_copy: VersionedCopy::new(telemetry::SIZE),
-            scoring_copy: VersionedCopy::new(scoring::SIZE),
+            telemetry: Buffer::new(
+                "telemetry",
+                self.buffer(ctx, TELEMETRY_BUFFER),
+                telemetry::SIZE,
+            ),
+            scoring: Buffer::new("scoring", self.buffer(ctx, SCORING_BUFFER), scoring::SIZE),
             scoring_valid: false,
             cars: self.cars,
             stream: Stream {
@@ -189,16 +191,71 @@ impl ComponentConfig for Rfactor2Config {
             poll: Duration::from_millis(self.poll_interval_ms.max(1)),
             started: Instant::now(),
             last_fresh: Instant::now(),
-            problems: Problems::default(),
+            malformed: 0,
         }))
     }
 }
 
+/// One of the plugin's buffers: where it is read from, its last consistent copy, and the
+/// I/O problem last reported for it.
+struct Buffer {
+    what: &'static str,
+    source: Box<dyn SharedBuffer>,
+    copy: VersionedCopy,
+    /// The same problem again is not reported (logged, counted) until a read succeeds:
+    /// a missing or broken buffer would otherwise be reported 100 times a second.
+    last_problem: Option<String>,
+}
+
+impl Buffer {
+    fn new(what: &'static str, source: Box<dyn SharedBuffer>, size: usize) -> Self {
+        Self {
+            what,
+            source,
+            copy: VersionedCopy::new(size),
+            last_problem: None,
+        }
+    }
+
+    /// Whether a new consistent copy was taken. Problems are reported here.
+    async fn refresh(&mut self, metrics: &ComponentMetrics) -> bool {
+        match consistent_copy(&mut self.copy, self.source.as_mut()).await {
+            Ok(attempt) => {
+                if self.last_problem.take().is_some() {
+                    tracing::info!("rF2 shared memory readable: {}", self.source.describe());
+                }
+                if attempt == Attempt::Torn {
+                    tracing::trace!(
+                        buffer = self.what,
+                        "still being written after {TRIES} tries; next poll"
+                    );
+                }
+                matches!(attempt, Attempt::Fresh { .. })
+            }
+            Err(error) => {
+                let message = format!("{}: {error}", self.source.describe());
+                if self.last_problem.as_deref() != Some(message.as_str()) {
+                    if error.kind() == io::ErrorKind::NotFound {
+                        // The game (or the bridge) is not running yet: normal, not an error.
+                        tracing::info!(
+                            "waiting for rF2 shared memory: {} does not exist yet",
+                            self.source.describe()
+                        );
+                    } else {
+                        metrics.add_error();
+                        tracing::warn!(%message, "cannot read rF2 shared memory");
+                    }
+                    self.last_problem = Some(message);
+                }
+                false
+            }
+        }
+    }
+}
+
 struct Rfactor2Source {
-    telemetry: Box<dyn SharedBuffer>,
-    scoring: Box<dyn SharedBuffer>,
-    telemetry_copy: VersionedCopy,
-    scoring_copy: VersionedCopy,
+    telemetry: Buffer,
+    scoring: Buffer,
     /// The scoring copy parsed: frames are joined to it.
     scoring_valid: bool,
     cars: Cars,
@@ -207,7 +264,8 @@ struct Rfactor2Source {
     poll: Duration,
     started: Instant,
     last_fresh: Instant,
-    problems: Problems,
+    /// Copies that did not parse, for rate-limited logging.
+    malformed: u64,
 }
 
 #[async_trait]
@@ -231,117 +289,56 @@ impl Component for Rfactor2Source {
 impl Rfactor2Source {
     /// One poll: refresh scoring, then telemetry; the records of a new telemetry version.
     async fn poll_once(&mut self, metrics: &ComponentMetrics) -> Vec<Event> {
-        let mut fresh = false;
         // Scoring first, so a telemetry frame is joined to the newest standings.
-        match consistent_copy(&mut self.scoring_copy, self.scoring.as_mut()).await {
-            Ok(Attempt::Fresh { .. }) => {
-                fresh = true;
-                self.problems.clear();
-                match parse_scoring(self.scoring_copy.data()) {
-                    Ok(_) => self.scoring_valid = true,
-                    Err(error) => {
-                        self.scoring_valid = false;
-                        self.problems.malformed(metrics, "scoring", &error);
-                    }
+        let new_scoring = self.scoring.refresh(metrics).await;
+        if new_scoring {
+            match parse_scoring(self.scoring.copy.data()) {
+                Ok(_) => self.scoring_valid = true,
+                Err(error) => {
+                    self.scoring_valid = false;
+                    self.malformed(metrics, "scoring", &error);
                 }
             }
-            Ok(_) => {}
-            Err(error) => self.problems.io(metrics, &*self.scoring, &error),
         }
+        let new_telemetry = self.telemetry.refresh(metrics).await;
         let mut events = Vec::new();
-        match consistent_copy(&mut self.telemetry_copy, self.telemetry.as_mut()).await {
-            Ok(Attempt::Fresh { .. }) => {
-                fresh = true;
-                self.problems.clear();
-                match parse_telemetry(self.telemetry_copy.data()) {
-                    Ok(frame) => {
-                        let scoring = self
-                            .scoring_valid
-                            .then(|| parse_scoring(self.scoring_copy.data()).ok())
-                            .flatten();
-                        let monotonic_ns =
-                            u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                        let now = now_ns();
-                        events = join(
-                            &frame,
-                            scoring.as_ref(),
-                            self.cars,
-                            &self.stream,
-                            monotonic_ns,
-                            &mut self.names,
-                        )
-                        .into_iter()
-                        .map(|car| Event::new(now, Record::CarTelemetry(Arc::new(car))))
-                        .collect();
-                    }
-                    Err(error) => self.problems.malformed(metrics, "telemetry", &error),
+        if new_telemetry {
+            match parse_telemetry(self.telemetry.copy.data()) {
+                Ok(frame) => {
+                    let scoring = self
+                        .scoring_valid
+                        .then(|| parse_scoring(self.scoring.copy.data()).ok())
+                        .flatten();
+                    let monotonic_ns =
+                        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let now = now_ns();
+                    events = join(
+                        &frame,
+                        scoring.as_ref(),
+                        self.cars,
+                        &self.stream,
+                        monotonic_ns,
+                        &mut self.names,
+                    )
+                    .into_iter()
+                    .map(|car| Event::new(now, Record::CarTelemetry(Arc::new(car))))
+                    .collect();
                 }
+                Err(error) => self.malformed(metrics, "telemetry", &error),
             }
-            Ok(Attempt::Torn) => {
-                tracing::trace!("telemetry still being written after {TRIES} tries; next poll");
-            }
-            Ok(Attempt::Unchanged) => {}
-            Err(error) => self.problems.io(metrics, &*self.telemetry, &error),
         }
-        if fresh {
+        if new_scoring || new_telemetry {
             self.last_fresh = Instant::now();
         } else if self.last_fresh.elapsed() >= REOPEN_AFTER {
-            self.telemetry.reopen();
-            self.scoring.reopen();
+            self.telemetry.source.reopen();
+            self.scoring.source.reopen();
             self.last_fresh = Instant::now();
         }
         events
     }
-}
 
-/// Up to [`TRIES`] attempts, [`RETRY_PAUSE`] apart while the writer is busy.
-async fn consistent_copy(
-    copy: &mut VersionedCopy,
-    source: &mut dyn SharedBuffer,
-) -> io::Result<Attempt> {
-    for _ in 0..TRIES {
-        match copy.try_once(source)? {
-            Attempt::Torn => tokio::time::sleep(RETRY_PAUSE).await,
-            done => return Ok(done),
-        }
-    }
-    Ok(Attempt::Torn)
-}
-
-/// Logging and counting of what goes wrong, without flooding at 100 polls a second.
-#[derive(Debug, Default)]
-struct Problems {
-    /// The I/O problem last reported; the same one again is not reported again until
-    /// something is read successfully.
-    last_io: Option<String>,
-    malformed: u64,
-}
-
-impl Problems {
-    fn clear(&mut self) {
-        if self.last_io.take().is_some() {
-            tracing::info!("rF2 shared memory readable");
-        }
-    }
-
-    fn io(&mut self, metrics: &ComponentMetrics, source: &dyn SharedBuffer, error: &io::Error) {
-        let message = format!("{}: {error}", source.describe());
-        if self.last_io.as_deref() == Some(message.as_str()) {
-            return;
-        }
-        if error.kind() == io::ErrorKind::NotFound {
-            // The game (or the bridge) is not running yet: normal, not an error.
-            tracing::info!(
-                "waiting for rF2 shared memory: {} does not exist yet",
-                source.describe()
-            );
-        } else {
-            metrics.add_error();
-            tracing::warn!(%message, "cannot read rF2 shared memory");
-        }
-        self.last_io = Some(message);
-    }
-
+    /// A consistent copy that does not parse: counted, logged (rate-limited), skipped. Each
+    /// version is copied once, so each bad version counts once.
     fn malformed(
         &mut self,
         metrics: &ComponentMetrics,
@@ -359,6 +356,20 @@ impl Problems {
             );
         }
     }
+}
+
+/// Up to [`TRIES`] attempts, [`RETRY_PAUSE`] apart while the writer is busy.
+async fn consistent_copy(
+    copy: &mut VersionedCopy,
+    source: &mut dyn SharedBuffer,
+) -> io::Result<Attempt> {
+    for _ in 0..TRIES {
+        match copy.try_once(source)? {
+            Attempt::Torn => tokio::time::sleep(RETRY_PAUSE).await,
+            done => return Ok(done),
+        }
+    }
+    Ok(Attempt::Torn)
 }
 
 fn now_ns() -> i64 {

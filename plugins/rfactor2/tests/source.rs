@@ -112,16 +112,20 @@ async fn reads_the_bridge_files_and_emits_each_new_version_once() {
     }
     assert!(output.is_empty(), "nothing emitted for garbage");
 
-    // A file too short for its version block: counted, skipped.
+    // Both files too short for their version blocks: each counted once, not once per poll
+    // (they are reopened and polled every few milliseconds meanwhile).
     write(&dir, "$rFactor2SMMP_Telemetry$4242", &[1, 2, 3]);
+    write(&dir, "$rFactor2SMMP_Scoring$4242", &[4, 5]);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while metrics.snapshot().errors < 2 {
+    while metrics.snapshot().errors < 3 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "short file never counted"
+            "short files never counted"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(metrics.snapshot().errors, 3, "one error per broken buffer");
 
     // The next good version flows again, joined to the newest scoring.
     let mut moved = cars.clone();

@@ -82,7 +82,7 @@ use pitwall_api::{
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -149,7 +149,7 @@ pub struct JsonWsConfig {
 }
 
 /// How records become messages.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Every tick, the newest matching record (or the fallback once it is stale).
