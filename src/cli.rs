@@ -82,6 +82,7 @@ enum Command {
     },
     /// Show a Parquet file: schema, first rows, statistics per column; optionally write CSV.
     Inspect {
+        /// The Parquet file (a `parquet` sink recording, a converter's output, any Parquet).
         file: PathBuf,
         /// How many of the first rows to print.
         #[arg(short = 'n', long = "rows", default_value_t = 50)]
@@ -95,6 +96,7 @@ enum Command {
     },
     /// Plot columns of a Parquet file as stacked panels sharing the x axis, into one PNG.
     Plot {
+        /// The Parquet file.
         file: PathBuf,
         /// Columns to plot, one panel each (default: speed_kmh, rpm, gear, gas, brake, steer).
         #[arg(short = 'c', long, visible_alias = "cols", num_args = 1..)]
