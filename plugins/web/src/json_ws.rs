@@ -1,7 +1,7 @@
 //! Sink `json_ws`: a generic JSON WebSocket broadcast of records, mapped to the JSON a
 //! client expects.
 //!
-//! Every client connected to `ws://{listen}{path}` gets the same text frames, in one of
+//! Every client connected to `ws://{address}{path}` gets the same text frames, in one of
 //! three modes:
 //!
 //! - `latest`: every `interval_ms`, the newest matching record, mapped. Once no matching
@@ -40,7 +40,7 @@
 //! type = "json_ws"
 //! inputs = ["rf2"]
 //! # when_full = "drop_oldest"         # default
-//! listen = "127.0.0.1:8080"           # 0.0.0.0:8080 for other machines
+//! address = "127.0.0.1:8080"           # 0.0.0.0:8080 for other machines
 //! path = "/"
 //! mode = "latest"                     # "each" | "table"
 //! interval_ms = 100                   # latest and table modes
@@ -74,8 +74,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use pitwall_api::component::{parse_listen_address, OptionProblem};
-use pitwall_api::http::HttpServer;
+use pitwall_api::http::{require_token, HttpServer};
 use pitwall_api::record::write_payload;
+use pitwall_api::Secret;
 use pitwall_api::{
     BuildContext, Component, ComponentConfig, ComponentError, ComponentMetrics, ComponentSpec,
     Event, Io, Kinds, Listener, Record, RecordKind, Role, WhenFull,
@@ -106,8 +107,8 @@ const DEFAULT_STALE_AFTER_MS: u64 = 1000;
 pub struct JsonWsConfig {
     /// Address to listen on, `host:port` (`0.0.0.0:8080` for other machines). Shared with
     /// other web sinks on the same address. `address` is accepted as another name for it.
-    #[serde(default = "default_listen", alias = "address")]
-    pub listen: String,
+    #[serde(default = "default_address")]
+    pub address: String,
     /// The WebSocket's path: literal, starting with `/`.
     #[serde(default = "default_path")]
     pub path: String,
@@ -146,6 +147,11 @@ pub struct JsonWsConfig {
     /// Most WebSocket clients connected at once; further connections get HTTP 503.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
+    /// Require this token from every client (`Authorization: Bearer TOKEN` or
+    /// `?access_token=TOKEN`); usually `"${PITWALL_TOKEN}"`. Default: open to anyone who
+    /// can reach the address.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 /// How records become messages.
@@ -161,7 +167,7 @@ pub enum Mode {
     Table,
 }
 
-fn default_listen() -> String {
+fn default_address() -> String {
     "127.0.0.1:8080".to_string()
 }
 
@@ -275,13 +281,13 @@ impl ComponentConfig for JsonWsConfig {
     }
 
     fn listeners(&self) -> Vec<Listener> {
-        Listener::http("listen", &self.listen, vec![self.path.clone()])
+        Listener::http("address", &self.address, vec![self.path.clone()])
     }
 
     fn check(&self) -> Vec<OptionProblem> {
         let mut problems = Vec::new();
-        if let Err(message) = parse_listen_address(&self.listen) {
-            problems.push(OptionProblem::new("listen", message));
+        if let Err(message) = parse_listen_address(&self.address) {
+            problems.push(OptionProblem::new("address", message));
         }
         if let Err(message) = check_path(&self.path) {
             problems.push(OptionProblem::new("path", message));
@@ -351,7 +357,7 @@ impl ComponentConfig for JsonWsConfig {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Component>, ComponentError> {
-        let address: SocketAddr = parse_listen_address(&self.listen)?;
+        let address: SocketAddr = parse_listen_address(&self.address)?;
         let server = ctx.http.acquire(address)?;
         let mapping = Mapping::new(self)?;
         let capacity = match self.mode {
@@ -379,6 +385,7 @@ impl ComponentConfig for JsonWsConfig {
             rows: HashMap::new(),
             next_seq: 0,
             problems: 0,
+            token: self.token.clone(),
         }))
     }
 }
@@ -634,6 +641,7 @@ struct JsonWsSink {
     next_seq: u64,
     /// Records whose JSON could not be made (counted as errors).
     problems: u64,
+    token: Option<Secret>,
 }
 
 #[async_trait]
@@ -645,6 +653,7 @@ impl Component for JsonWsSink {
                 shared: self.shared.clone(),
                 metrics: io.metrics.clone(),
             });
+        let router = require_token(router, self.token.clone());
         let _mount = self.server.mount(&io.id, router)?;
         self.shared.hub().closed = false;
         let Some(input) = io.input.as_mut() else {
@@ -1013,13 +1022,13 @@ mod tests {
     #[test]
     fn options_are_checked() {
         let bad = config(
-            "listen = \"nowhere\"\npath = \"ws\"\nmode = \"table\"\ninterval_ms = 0\nkinds = [\"car_telemtry\"]\nfields = { a = \"x..y\" }",
+            "address = \"nowhere\"\npath = \"ws\"\nmode = \"table\"\ninterval_ms = 0\nkinds = [\"car_telemtry\"]\nfields = { a = \"x..y\" }",
         );
         let keys: Vec<String> = bad.check().into_iter().map(|p| p.key).collect();
         assert_eq!(
             keys,
             [
-                "listen",
+                "address",
                 "path",
                 "interval_ms",
                 "kinds.0",
@@ -1032,7 +1041,7 @@ mod tests {
         assert_eq!(keys, ["sort_by", "fallback"]);
         let fine = config("address = \"127.0.0.1:9000\"\nkinds = [\"standing\"]");
         assert!(fine.check().is_empty(), "{:?}", fine.check());
-        assert_eq!(fine.listen, "127.0.0.1:9000", "`address` is another name");
+        assert_eq!(fine.address, "127.0.0.1:9000");
         assert_eq!(fine.accepts().to_string(), "standing");
     }
 }
