@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The two programs the end-to-end tests drive for real: headless Chromium (the dashboard in a
-# browser) and Mosquitto (a real MQTT broker), plus the DejaVu fonts `pitwall-flow plot` draws
-# its text with. Installs them from Debian's packages if missing.
+# What the end-to-end tests drive for real: headless Chromium (the dashboard in a browser),
+# Mosquitto (a real MQTT broker), the DejaVu fonts `pitwall-flow plot` draws its text with
+# (all from Debian's packages), and pyarrow (an independent Parquet reader, from PyPI).
+# Installs whatever is missing.
 set -euo pipefail
 python3 -c 'import pyarrow' 2>/dev/null || python3 -m pip install pyarrow
 need=()
