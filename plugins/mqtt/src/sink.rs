@@ -16,6 +16,13 @@
 //! single larger record gets a message of its own). A template with `{car}` therefore
 //! makes one message per car and batch.
 //!
+//! Live sources send small batches (a rig's frame as it arrives), which would make one small
+//! message per frame. `linger_ms` holds protobuf messages open that long after their first
+//! record, so that the records of many batches share a message: fewer, larger messages for
+//! the broker, for at most `linger_ms` more latency. A message that fills up goes at once,
+//! and everything held goes when the input ends. 0 (the default) publishes every input
+//! batch at once.
+//!
 //! Any message larger than the client's packet limit (1 MiB with the topic) is never sent:
 //! it is counted as an error and dropped, so it cannot stall the connection.
 //!
@@ -47,6 +54,7 @@
 //! max_buffered = 10000                   # messages
 //! flush_timeout_ms = 5000
 //! # max_message_bytes = 262144           # payload = "protobuf" only
+//! # linger_ms = 0                        # payload = "protobuf" only
 //! ```
 
 use std::collections::VecDeque;
@@ -94,6 +102,9 @@ const PACKET_HEADROOM: usize = 64 * 1024 + 16;
 
 /// The smallest `max_message_bytes` that is allowed.
 const MIN_MESSAGE_BYTES: usize = 1024;
+
+/// The longest `linger_ms` that is allowed.
+const MAX_LINGER_MS: u64 = 10_000;
 
 /// What a message carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -153,6 +164,11 @@ pub struct MqttSinkConfig {
     /// bytes (1024 up to 983024, below the 1 MiB packet limit).
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// With `payload = "protobuf"`: hold a message open up to this many ms after its first
+    /// record so that later batches join it (fewer, larger messages; that much more
+    /// latency). 0 = publish each input batch at once.
+    #[serde(default)]
+    pub linger_ms: u64,
 }
 
 /// One level of the topic template.
@@ -299,6 +315,17 @@ impl ComponentConfig for MqttSinkConfig {
         if self.max_buffered == 0 {
             problems.push(OptionProblem::new("max_buffered", "must be at least 1"));
         }
+        if self.linger_ms > MAX_LINGER_MS {
+            problems.push(OptionProblem::new(
+                "linger_ms",
+                format!("at most {MAX_LINGER_MS} ms"),
+            ));
+        } else if self.linger_ms > 0 && self.payload != Some(SinkPayload::Protobuf) {
+            problems.push(OptionProblem::new(
+                "linger_ms",
+                "`linger_ms` gathers records into protobuf batches: it needs payload = \"protobuf\"",
+            ));
+        }
         let largest = broker::MAX_PACKET_BYTES - PACKET_HEADROOM;
         if !(MIN_MESSAGE_BYTES..=largest).contains(&self.max_message_bytes) {
             problems.push(OptionProblem::new(
@@ -342,6 +369,9 @@ impl ComponentConfig for MqttSinkConfig {
                 MIN_MESSAGE_BYTES,
                 broker::MAX_PACKET_BYTES - PACKET_HEADROOM,
             ),
+            linger: Duration::from_millis(self.linger_ms.min(MAX_LINGER_MS)),
+            pending: Vec::new(),
+            pending_since: None,
             max_buffered: self.max_buffered.max(1),
             flush_timeout: Duration::from_millis(self.flush_timeout_ms),
             queued: VecDeque::new(),
@@ -390,6 +420,11 @@ pub struct MqttSink {
     /// Publish protobuf batches instead of one message per record.
     protobuf: bool,
     max_message_bytes: usize,
+    linger: Duration,
+    /// Protobuf messages being filled, one per topic; kept across run() restarts.
+    pending: Vec<Message>,
+    /// When the oldest record in `pending` arrived.
+    pending_since: Option<Instant>,
     max_buffered: usize,
     flush_timeout: Duration,
     /// Not yet handed to the client, oldest first. Kept across run() restarts.
@@ -429,9 +464,12 @@ impl Component for MqttSink {
                     Some(batch) => self.accept(io, &batch),
                     None => {
                         input_open = false;
+                        self.flush_pending(io);
                         deadline = Some(Instant::now() + self.flush_timeout);
                     }
                 },
+                _ = tokio::time::sleep_until(self.pending_since.map_or(far, |t| t + self.linger)),
+                    if self.pending_since.is_some() => self.flush_pending(io),
                 note = next_note(&mut connection) => match note {
                     Some(Note::Connected) => {
                         connected = true;
@@ -544,7 +582,7 @@ impl MqttSink {
     /// The accepted records of a batch as protobuf batches, one or more per topic (in the
     /// order topics first appear), split at `max_message_bytes`.
     fn accept_protobuf(&mut self, io: &Io, batch: &[Event]) {
-        let mut open: Vec<Message> = Vec::new();
+        let mut open = std::mem::take(&mut self.pending);
         for event in batch {
             if !self.kinds.contains(event.kind()) {
                 continue;
@@ -588,10 +626,22 @@ impl MqttSink {
                 message.records += 1;
             }
         }
-        for message in open {
-            if !message.payload.is_empty() {
-                self.enqueue(io, message);
-            }
+        open.retain(|message| !message.payload.is_empty());
+        self.pending = open;
+        if self.pending.is_empty() {
+            self.pending_since = None;
+        } else if self.linger.is_zero() {
+            self.flush_pending(io);
+        } else if self.pending_since.is_none() {
+            self.pending_since = Some(Instant::now());
+        }
+    }
+
+    /// Publish the protobuf messages being filled.
+    fn flush_pending(&mut self, io: &Io) {
+        self.pending_since = None;
+        for message in std::mem::take(&mut self.pending) {
+            self.enqueue(io, message);
         }
     }
 
@@ -779,5 +829,13 @@ mod tests {
             vec!["max_message_bytes"]
         );
         assert!(config("max_message_bytes = 983024").check().is_empty());
+        assert!(config("payload = \"protobuf\"\nlinger_ms = 50")
+            .check()
+            .is_empty());
+        assert_eq!(keys(config("linger_ms = 50")), vec!["linger_ms"]);
+        assert_eq!(
+            keys(config("payload = \"protobuf\"\nlinger_ms = 60000")),
+            vec!["linger_ms"]
+        );
     }
 }

@@ -831,3 +831,45 @@ async fn a_topic_per_car_makes_a_message_per_car_and_the_hub_keeps_chosen_kinds(
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(watcher.received.try_recv().is_err(), "no more messages");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linger_gathers_small_batches_into_one_message() {
+    let broker = start_broker();
+    let mut watcher = Client::connect(broker);
+    watcher.subscribe("live/#").await;
+    let edge = Running::start(
+        &sink(&format!(
+            "url = \"mqtt://{broker}\"\ntopic = \"live/records\"\npayload = \"protobuf\"\nlinger_ms = 400"
+        )),
+        true,
+    );
+    // Let the sink connect, so the linger and not the connection holds the records back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent: Vec<Event> = (0..30).map(telemetry).collect();
+    let started = std::time::Instant::now();
+    for event in &sent {
+        // A live source: one frame per batch.
+        edge.feed(vec![event.clone()]).await;
+    }
+    let first = watcher.next(1, Duration::from_secs(10)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350),
+        "held for the linger, published after {waited:?}"
+    );
+    assert_eq!(
+        pitwall_api::wire::decode_batch(&first[0].payload).unwrap(),
+        sent,
+        "every frame in one message"
+    );
+    // The next frame starts a new message, which the end of the input publishes at once.
+    edge.feed(vec![telemetry(99)]).await;
+    let started = std::time::Instant::now();
+    edge.stop().await;
+    let last = watcher.next(1, Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_millis(350));
+    assert_eq!(
+        pitwall_api::wire::decode_batch(&last[0].payload).unwrap(),
+        vec![telemetry(99)]
+    );
+}
