@@ -43,16 +43,19 @@ impl Broker {
         )
         .unwrap();
         let binary = std::env::var("MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (Debian package `mosquitto`)");
+        let broker = Broker(
+            Command::new(binary)
+                .arg("-c")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mosquitto is installed (Debian package `mosquitto`)"),
+            config,
+        );
         for _ in 0..500 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Broker(child, config);
+                return broker;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -334,6 +337,71 @@ async fn through_broker(port: u16, payload: &str, count: u32, cap: usize) -> f64
     count as f64 / elapsed.as_secs_f64()
 }
 
+/// Messages a plain subscriber counts on `filter` until `stop` is set: (messages, bytes).
+fn count_messages(
+    port: u16,
+    filter: &str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    use std::sync::atomic::Ordering;
+    let mut options =
+        rumqttc::MqttOptions::new(format!("bench-{}", fastrand::u32(..)), "127.0.0.1", port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let filter = filter.to_string();
+    tokio::spawn(async move {
+        client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let (mut messages, mut bytes) = (0, 0);
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) =
+                tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await
+            {
+                messages += 1;
+                bytes += p.payload.len();
+            }
+        }
+        (messages, bytes)
+    })
+}
+
+/// A live edge: `rigs` streams at 60 Hz, each frame its own input batch (as `assetto_grpc`
+/// sends them), for `seconds`; returns the messages per second the broker sees.
+async fn live_edge(port: u16, rigs: u32, seconds: u32, linger_ms: u64) -> (f64, f64) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let topic = format!("live/{linger_ms}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = count_messages(port, &topic, stop.clone());
+    let sink: MqttSinkConfig = parse_config(&format!(
+        "url = \"mqtt://127.0.0.1:{port}\"\ntopic = \"{topic}\"\npayload = \"protobuf\"\nlinger_ms = {linger_ms}"
+    ));
+    let mut edge = sink.build(&build_context("edge", ".")).unwrap();
+    let mut wiring = pitwall_api::testing::wire("edge", true);
+    let input = wiring.input.clone().unwrap();
+    let task = tokio::spawn(async move { edge.run(&mut wiring.io).await.is_ok() });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let frames = rigs * 60 * seconds;
+    let period = Duration::from_secs_f64(1.0 / f64::from(rigs * 60));
+    let started = tokio::time::Instant::now();
+    for i in 0..frames {
+        tokio::time::sleep_until(started + period * i).await;
+        input
+            .push(Arc::new(vec![telemetry(i)]), WhenFull::Block)
+            .await;
+    }
+    input.close();
+    assert!(task.await.unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (messages, _bytes) = counter.await.unwrap();
+    (
+        messages as f64 / f64::from(seconds),
+        f64::from(frames) / messages.max(1) as f64,
+    )
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -371,4 +439,16 @@ fn main() {
         "  JSON, one record per message:               {rate:>9.0} records/s, {rate:>7.0} messages/s, {:.1} MB/s",
         bytes as f64 / (f64::from(count) / rate) / 1e6
     );
+
+    let rigs = 24;
+    println!(
+        "\nA live edge: {rigs} rigs at 60 Hz ({} records/s), each frame its own input batch",
+        rigs * 60
+    );
+    for linger_ms in [0, 20, 50] {
+        let (per_second, records) = runtime.block_on(live_edge(port, rigs, 5, linger_ms));
+        println!(
+            "  linger_ms = {linger_ms:>2}: {per_second:>6.0} messages/s, {records:>5.1} records/message"
+        );
+    }
 }
