@@ -162,8 +162,8 @@ async fn rig(port: u16, session: String, frames: u64, rate: u64) -> u64 {
     let producer = tokio::spawn(async move {
         let started = Instant::now();
         for i in 0..frames {
-            if rate > 0 {
-                let due = started + Duration::from_nanos(i * 1_000_000_000 / rate);
+            if let Some(offset_ns) = (i * 1_000_000_000).checked_div(rate) {
+                let due = started + Duration::from_nanos(offset_ns);
                 tokio::time::sleep_until(due.into()).await;
             }
             if tx.send(frame(&session, i)).await.is_err() {
