@@ -116,6 +116,26 @@ fn recording(frames: u64) -> PathBuf {
     path
 }
 
+/// CPU seconds used so far by this thread or this process: other work on a shared machine
+/// slows wall-clock numbers down, not these.
+fn cpu_seconds(clock: libc::clockid_t) -> f64 {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(clock, &mut time) };
+    time.tv_sec as f64 + time.tv_nsec as f64 / 1e9
+}
+
+fn thread_cpu() -> f64 {
+    cpu_seconds(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn process_cpu() -> f64 {
+    cpu_seconds(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
 fn peak_rss_reset() {
     // "5" resets the peak resident set size (VmHWM) of this process (Linux >= 4.0).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -213,6 +233,7 @@ async fn replay_only(path: &Path, frames: u64) -> f64 {
 /// The reading stages one by one, on this thread: inflate, + framing, + decoding.
 fn stages(path: &Path, frames: u64) {
     use std::io::Read;
+    let cpu = thread_cpu();
     let started = Instant::now();
     let mut decoder = flate2::bufread::MultiGzDecoder::new(std::io::BufReader::with_capacity(
         256 * 1024,
@@ -228,12 +249,14 @@ fn stages(path: &Path, frames: u64) {
         plain += n as u64;
     }
     let inflate = started.elapsed().as_secs_f64();
+    let inflate_cpu = thread_cpu() - cpu;
     println!(
-        "inflate only: {:.1} MB in {inflate:.2} s = {:.0} MB/s, {:.0} bytes/frame",
+        "inflate only: {:.1} MB in {inflate:.2} s ({inflate_cpu:.2} s CPU) = {:.0} MB/s of CPU, {:.0} bytes/frame",
         plain as f64 / 1e6,
-        plain as f64 / 1e6 / inflate,
+        plain as f64 / 1e6 / inflate_cpu,
         plain as f64 / frames as f64
     );
+    let cpu = thread_cpu();
     let started = Instant::now();
     let mut reader = pitwall_files::pbgz::open_path(path).expect("open");
     let mut n = 0u64;
@@ -241,10 +264,9 @@ fn stages(path: &Path, frames: u64) {
         n += 1;
     }
     let framing = started.elapsed().as_secs_f64();
-    println!(
-        "+ framing:    {n} frames in {framing:.2} s = {:.0} frames/s",
-        n as f64 / framing
-    );
+    let framing_cpu = thread_cpu() - cpu;
+    println!("+ framing:    {n} frames in {framing:.2} s ({framing_cpu:.2} s CPU)");
+    let cpu = thread_cpu();
     let started = Instant::now();
     let mut reader = pitwall_files::pbgz::open_path(path).expect("open");
     let mut strings = FrameStrings::default();
@@ -254,9 +276,10 @@ fn stages(path: &Path, frames: u64) {
         n += car.gear as u64 & 1;
     }
     let decode = started.elapsed().as_secs_f64();
+    let decode_cpu = thread_cpu() - cpu;
     println!(
-        "+ decoding:   {frames} frames in {decode:.2} s = {:.0} frames/s ({n})",
-        frames as f64 / decode
+        "+ decoding:   {frames} frames in {decode:.2} s ({decode_cpu:.2} s CPU; decoding alone {:.0} frames per CPU second) ({n})",
+        frames as f64 / (decode_cpu - framing_cpu)
     );
 }
 
@@ -277,18 +300,22 @@ fn main() {
         .expect("runtime");
     if std::env::var("STAGES").is_ok() {
         stages(&path, frames);
+        let cpu = process_cpu();
         let seconds = runtime.block_on(replay_only(&path, frames));
+        let cpu = process_cpu() - cpu;
         println!(
-            "replay only:  {frames} frames in {seconds:.2} s = {:.0} frames/s",
+            "replay only:  {frames} frames in {seconds:.2} s = {:.0} frames/s ({cpu:.2} s CPU)",
             frames as f64 / seconds
         );
     }
     let out = tempfile::tempdir().expect("temp dir");
     peak_rss_reset();
+    let cpu = process_cpu();
     let (seconds, parquet_bytes) = runtime.block_on(convert(&path, out.path()));
+    let cpu = process_cpu() - cpu;
     let rss = peak_rss_mib();
     println!(
-        "convert: {frames} frames, {:.1} MB .pb.gz -> {:.1} MB Parquet in {seconds:.2} s = {:.0} frames/s, peak RSS {rss:.0} MiB",
+        "convert: {frames} frames, {:.1} MB .pb.gz -> {:.1} MB Parquet in {seconds:.2} s = {:.0} frames/s ({cpu:.2} s CPU), peak RSS {rss:.0} MiB",
         compressed as f64 / 1e6,
         parquet_bytes as f64 / 1e6,
         frames as f64 / seconds

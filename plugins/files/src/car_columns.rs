@@ -21,10 +21,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::builder::{
-    BooleanBuilder, Float32Builder, Int32Builder, Int64Builder, StringBuilder,
+use arrow_array::builder::{Float32Builder, Int32Builder, StringBuilder};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float32Array, Int32Array, Int64Array, RecordBatch, UInt32Array,
 };
-use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use pitwall_api::CarTelemetry;
 
@@ -132,44 +132,48 @@ pub fn schema() -> SchemaRef {
 const FIXED_ROW_BYTES: usize = 2 * 8 + 47 * 4 + 6 * 4 + 2 + 2;
 
 /// Rows of `car_telemetry` being gathered into a row group.
+///
+/// Columns without nulls are plain `Vec`s (a push is a store), turned into Arrow arrays
+/// without copying by [`CarColumns::finish`]; nullable ones and strings use Arrow builders.
 pub struct CarColumns {
-    t_ns: Int64Builder,
+    capacity: usize,
+    t_ns: Vec<i64>,
     game: StringBuilder,
     session: StringBuilder,
-    speed_kmh: Float32Builder,
-    gas: Float32Builder,
-    brake: Float32Builder,
-    gear: Int32Builder,
-    steer: Float32Builder,
-    rpm: Float32Builder,
-    acc_g: [Float32Builder; 3],
-    lap: Int32Builder,
-    pos: Int32Builder,
-    time_ns: Int64Builder,
-    car_id: Int32Builder,
-    is_player: BooleanBuilder,
+    speed_kmh: Vec<f32>,
+    gas: Vec<f32>,
+    brake: Vec<f32>,
+    gear: Vec<i32>,
+    steer: Vec<f32>,
+    rpm: Vec<f32>,
+    acc_g: [Vec<f32>; 3],
+    lap: Vec<i32>,
+    pos: Vec<i32>,
+    time_ns: Vec<i64>,
+    car_id: Vec<i32>,
+    is_player: Vec<bool>,
     driver: StringBuilder,
     car_model: StringBuilder,
     track: StringBuilder,
     track_configuration: StringBuilder,
-    clutch: Float32Builder,
-    max_rpm: Float32Builder,
-    velocity: [Float32Builder; 3],
-    angular_velocity: [Float32Builder; 3],
-    tyre_slip: [Float32Builder; 4],
-    tyre_load: [Float32Builder; 4],
-    tyre_temp_c: [Float32Builder; 4],
-    suspension_travel: [Float32Builder; 4],
-    position: [Float32Builder; 3],
-    status: Int32Builder,
+    clutch: Vec<f32>,
+    max_rpm: Vec<f32>,
+    velocity: [Vec<f32>; 3],
+    angular_velocity: [Vec<f32>; 3],
+    tyre_slip: [Vec<f32>; 4],
+    tyre_load: [Vec<f32>; 4],
+    tyre_temp_c: [Vec<f32>; 4],
+    suspension_travel: [Vec<f32>; 4],
+    position: [Vec<f32>; 3],
+    status: Vec<i32>,
     session_type: Int32Builder,
-    spline: Float32Builder,
+    spline: Vec<f32>,
     current_lap_s: Float32Builder,
     last_lap_s: Float32Builder,
     best_lap_s: Float32Builder,
     lap_time_s: Float32Builder,
-    delta_lap_s: Float32Builder,
-    in_pit: BooleanBuilder,
+    delta_lap_s: Vec<f32>,
+    in_pit: Vec<bool>,
     rows: usize,
     bytes: usize,
     last_t_ns: i64,
@@ -195,52 +199,94 @@ fn push_str(builder: &mut StringBuilder, value: &Option<Arc<str>>) -> usize {
     }
 }
 
-fn finish_all<const N: usize>(builders: &mut [Float32Builder; N], out: &mut Vec<ArrayRef>) {
-    for builder in builders {
-        out.push(Arc::new(builder.finish()));
+fn vecs<T, const N: usize>(capacity: usize) -> [Vec<T>; N] {
+    std::array::from_fn(|_| Vec::with_capacity(capacity))
+}
+
+fn push_all<const N: usize>(columns: &mut [Vec<f32>; N], values: [f32; N]) {
+    for (column, value) in columns.iter_mut().zip(values) {
+        column.push(value);
+    }
+}
+
+/// Move a column out as an array, leaving an empty one with room for the next row group.
+fn take_f32(column: &mut Vec<f32>, capacity: usize) -> ArrayRef {
+    Arc::new(Float32Array::from(std::mem::replace(
+        column,
+        Vec::with_capacity(capacity),
+    )))
+}
+
+fn take_i32(column: &mut Vec<i32>, capacity: usize) -> ArrayRef {
+    Arc::new(Int32Array::from(std::mem::replace(
+        column,
+        Vec::with_capacity(capacity),
+    )))
+}
+
+fn take_bool(column: &mut Vec<bool>, capacity: usize) -> ArrayRef {
+    let values = std::mem::replace(column, Vec::with_capacity(capacity));
+    Arc::new(BooleanArray::from(values))
+}
+
+fn take_all<const N: usize>(columns: &mut [Vec<f32>; N], capacity: usize, out: &mut Vec<ArrayRef>) {
+    for column in columns {
+        out.push(take_f32(column, capacity));
     }
 }
 
 impl CarColumns {
     pub fn new() -> Self {
+        Self::with_capacity(1024)
+    }
+
+    /// Columns sized for a row group of at most `rows` rows and about `bytes` bytes.
+    pub fn for_row_group(rows: usize, bytes: usize) -> Self {
+        Self::with_capacity(rows.min(bytes / FIXED_ROW_BYTES + 1).clamp(1, 1 << 20))
+    }
+
+    /// Columns with room for `capacity` rows before they grow (the expected row group).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let c = capacity;
         Self {
-            t_ns: Int64Builder::new(),
-            game: StringBuilder::new(),
-            session: StringBuilder::new(),
-            speed_kmh: Float32Builder::new(),
-            gas: Float32Builder::new(),
-            brake: Float32Builder::new(),
-            gear: Int32Builder::new(),
-            steer: Float32Builder::new(),
-            rpm: Float32Builder::new(),
-            acc_g: Default::default(),
-            lap: Int32Builder::new(),
-            pos: Int32Builder::new(),
-            time_ns: Int64Builder::new(),
-            car_id: Int32Builder::new(),
-            is_player: BooleanBuilder::new(),
+            capacity: c,
+            t_ns: Vec::with_capacity(c),
+            game: StringBuilder::with_capacity(c, c * 16),
+            session: StringBuilder::with_capacity(c, c * 16),
+            speed_kmh: Vec::with_capacity(c),
+            gas: Vec::with_capacity(c),
+            brake: Vec::with_capacity(c),
+            gear: Vec::with_capacity(c),
+            steer: Vec::with_capacity(c),
+            rpm: Vec::with_capacity(c),
+            acc_g: vecs(c),
+            lap: Vec::with_capacity(c),
+            pos: Vec::with_capacity(c),
+            time_ns: Vec::with_capacity(c),
+            car_id: Vec::with_capacity(c),
+            is_player: Vec::with_capacity(c),
             driver: StringBuilder::new(),
             car_model: StringBuilder::new(),
             track: StringBuilder::new(),
             track_configuration: StringBuilder::new(),
-            clutch: Float32Builder::new(),
-            max_rpm: Float32Builder::new(),
-            velocity: Default::default(),
-            angular_velocity: Default::default(),
-            tyre_slip: Default::default(),
-            tyre_load: Default::default(),
-            tyre_temp_c: Default::default(),
-            suspension_travel: Default::default(),
-            position: Default::default(),
-            status: Int32Builder::new(),
-            session_type: Int32Builder::new(),
-            spline: Float32Builder::new(),
-            current_lap_s: Float32Builder::new(),
-            last_lap_s: Float32Builder::new(),
-            best_lap_s: Float32Builder::new(),
-            lap_time_s: Float32Builder::new(),
-            delta_lap_s: Float32Builder::new(),
-            in_pit: BooleanBuilder::new(),
+            clutch: Vec::with_capacity(c),
+            max_rpm: Vec::with_capacity(c),
+            velocity: vecs(c),
+            angular_velocity: vecs(c),
+            tyre_slip: vecs(c),
+            tyre_load: vecs(c),
+            tyre_temp_c: vecs(c),
+            suspension_travel: vecs(c),
+            position: vecs(c),
+            status: Vec::with_capacity(c),
+            session_type: Int32Builder::with_capacity(c),
+            spline: Vec::with_capacity(c),
+            current_lap_s: Float32Builder::with_capacity(c),
+            last_lap_s: Float32Builder::with_capacity(c),
+            best_lap_s: Float32Builder::with_capacity(c),
+            lap_time_s: Float32Builder::with_capacity(c),
+            delta_lap_s: Vec::with_capacity(c),
+            in_pit: Vec::with_capacity(c),
             rows: 0,
             bytes: 0,
             last_t_ns: i64::MIN,
@@ -269,103 +315,93 @@ impl CarColumns {
             self.sorted = false;
         }
         self.last_t_ns = t_ns;
-        self.t_ns.append_value(t_ns);
+        self.t_ns.push(t_ns);
         self.game.append_value(&car.game);
         self.session.append_value(&car.session);
-        self.speed_kmh.append_value(car.speed_kmh);
-        self.gas.append_value(car.throttle);
-        self.brake.append_value(car.brake);
-        self.gear.append_value(car.gear);
-        self.steer.append_value(car.steering);
-        self.rpm.append_value(car.rpm);
-        for (builder, value) in self.acc_g.iter_mut().zip(car.acc_g) {
-            builder.append_value(value);
-        }
-        self.lap.append_value(car.completed_laps);
-        self.pos.append_value(car.place);
-        self.time_ns.append_value(time_ns);
-        self.car_id.append_value(car.car_id);
-        self.is_player.append_value(car.is_player);
+        self.speed_kmh.push(car.speed_kmh);
+        self.gas.push(car.throttle);
+        self.brake.push(car.brake);
+        self.gear.push(car.gear);
+        self.steer.push(car.steering);
+        self.rpm.push(car.rpm);
+        push_all(&mut self.acc_g, car.acc_g);
+        self.lap.push(car.completed_laps);
+        self.pos.push(car.place);
+        self.time_ns.push(time_ns);
+        self.car_id.push(car.car_id);
+        self.is_player.push(car.is_player);
         let mut text = car.game.len() + car.session.len();
         text += push_str(&mut self.driver, &car.driver);
         text += push_str(&mut self.car_model, &car.car_model);
         text += push_str(&mut self.track, &car.track);
         text += push_str(&mut self.track_configuration, &car.track_configuration);
-        self.clutch.append_value(car.clutch);
-        self.max_rpm.append_value(car.max_rpm);
-        for (builder, value) in self.velocity.iter_mut().zip(car.velocity) {
-            builder.append_value(value);
-        }
-        for (builder, value) in self.angular_velocity.iter_mut().zip(car.angular_velocity) {
-            builder.append_value(value);
-        }
-        for (builders, values) in [
-            (&mut self.tyre_slip, car.tyre_slip),
-            (&mut self.tyre_load, car.tyre_load),
-            (&mut self.tyre_temp_c, car.tyre_temp_c),
-            (&mut self.suspension_travel, car.suspension_travel),
-        ] {
-            for (builder, value) in builders.iter_mut().zip(values) {
-                builder.append_value(value);
-            }
-        }
-        for (builder, value) in self.position.iter_mut().zip(car.position) {
-            builder.append_value(value);
-        }
-        self.status.append_value(car.status);
+        self.clutch.push(car.clutch);
+        self.max_rpm.push(car.max_rpm);
+        push_all(&mut self.velocity, car.velocity);
+        push_all(&mut self.angular_velocity, car.angular_velocity);
+        push_all(&mut self.tyre_slip, car.tyre_slip);
+        push_all(&mut self.tyre_load, car.tyre_load);
+        push_all(&mut self.tyre_temp_c, car.tyre_temp_c);
+        push_all(&mut self.suspension_travel, car.suspension_travel);
+        push_all(&mut self.position, car.position);
+        self.status.push(car.status);
         self.session_type.append_option(car.session_type);
-        self.spline.append_value(car.spline);
+        self.spline.push(car.spline);
         self.current_lap_s.append_option(car.current_lap_s);
         self.last_lap_s.append_option(car.last_lap_s);
         self.best_lap_s.append_option(car.best_lap_s);
         self.lap_time_s.append_option(car.lap_time_s);
-        self.delta_lap_s.append_value(car.delta_lap_s);
-        self.in_pit.append_value(car.in_pit);
+        self.delta_lap_s.push(car.delta_lap_s);
+        self.in_pit.push(car.in_pit);
         self.rows += 1;
         self.bytes += FIXED_ROW_BYTES + text;
     }
 
-    /// The buffered rows as one batch, sorted by `t_ns`; the builders start empty again.
+    /// The buffered rows as one batch, sorted by `t_ns`; the columns start empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let c = self.capacity;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema().fields().len());
-        let t_ns = self.t_ns.finish();
+        let t_ns = Int64Array::from(std::mem::replace(&mut self.t_ns, Vec::with_capacity(c)));
         columns.push(Arc::new(t_ns.clone()));
         columns.push(Arc::new(self.game.finish()));
         columns.push(Arc::new(self.session.finish()));
-        columns.push(Arc::new(self.speed_kmh.finish()));
-        columns.push(Arc::new(self.gas.finish()));
-        columns.push(Arc::new(self.brake.finish()));
-        columns.push(Arc::new(self.gear.finish()));
-        columns.push(Arc::new(self.steer.finish()));
-        columns.push(Arc::new(self.rpm.finish()));
-        finish_all(&mut self.acc_g, &mut columns);
-        columns.push(Arc::new(self.lap.finish()));
-        columns.push(Arc::new(self.pos.finish()));
-        columns.push(Arc::new(self.time_ns.finish()));
-        columns.push(Arc::new(self.car_id.finish()));
-        columns.push(Arc::new(self.is_player.finish()));
+        columns.push(take_f32(&mut self.speed_kmh, c));
+        columns.push(take_f32(&mut self.gas, c));
+        columns.push(take_f32(&mut self.brake, c));
+        columns.push(take_i32(&mut self.gear, c));
+        columns.push(take_f32(&mut self.steer, c));
+        columns.push(take_f32(&mut self.rpm, c));
+        take_all(&mut self.acc_g, c, &mut columns);
+        columns.push(take_i32(&mut self.lap, c));
+        columns.push(take_i32(&mut self.pos, c));
+        columns.push(Arc::new(Int64Array::from(std::mem::replace(
+            &mut self.time_ns,
+            Vec::with_capacity(c),
+        ))));
+        columns.push(take_i32(&mut self.car_id, c));
+        columns.push(take_bool(&mut self.is_player, c));
         columns.push(Arc::new(self.driver.finish()));
         columns.push(Arc::new(self.car_model.finish()));
         columns.push(Arc::new(self.track.finish()));
         columns.push(Arc::new(self.track_configuration.finish()));
-        columns.push(Arc::new(self.clutch.finish()));
-        columns.push(Arc::new(self.max_rpm.finish()));
-        finish_all(&mut self.velocity, &mut columns);
-        finish_all(&mut self.angular_velocity, &mut columns);
-        finish_all(&mut self.tyre_slip, &mut columns);
-        finish_all(&mut self.tyre_load, &mut columns);
-        finish_all(&mut self.tyre_temp_c, &mut columns);
-        finish_all(&mut self.suspension_travel, &mut columns);
-        finish_all(&mut self.position, &mut columns);
-        columns.push(Arc::new(self.status.finish()));
+        columns.push(take_f32(&mut self.clutch, c));
+        columns.push(take_f32(&mut self.max_rpm, c));
+        take_all(&mut self.velocity, c, &mut columns);
+        take_all(&mut self.angular_velocity, c, &mut columns);
+        take_all(&mut self.tyre_slip, c, &mut columns);
+        take_all(&mut self.tyre_load, c, &mut columns);
+        take_all(&mut self.tyre_temp_c, c, &mut columns);
+        take_all(&mut self.suspension_travel, c, &mut columns);
+        take_all(&mut self.position, c, &mut columns);
+        columns.push(take_i32(&mut self.status, c));
         columns.push(Arc::new(self.session_type.finish()));
-        columns.push(Arc::new(self.spline.finish()));
+        columns.push(take_f32(&mut self.spline, c));
         columns.push(Arc::new(self.current_lap_s.finish()));
         columns.push(Arc::new(self.last_lap_s.finish()));
         columns.push(Arc::new(self.best_lap_s.finish()));
         columns.push(Arc::new(self.lap_time_s.finish()));
-        columns.push(Arc::new(self.delta_lap_s.finish()));
-        columns.push(Arc::new(self.in_pit.finish()));
+        columns.push(take_f32(&mut self.delta_lap_s, c));
+        columns.push(take_bool(&mut self.in_pit, c));
         let sorted = self.sorted;
         self.rows = 0;
         self.bytes = 0;

@@ -50,12 +50,18 @@ impl<'a> Wire<'a> {
         Self { buf, pos: 0 }
     }
 
-    fn done(&self) -> bool {
-        self.pos >= self.buf.len()
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64> {
+        if let Some(&byte) = self.buf.get(self.pos) {
+            if byte < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(byte));
+            }
+        }
+        self.varint_slow()
     }
 
-    #[inline]
-    fn varint(&mut self) -> Result<u64> {
+    fn varint_slow(&mut self) -> Result<u64> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some(&byte) = self.buf.get(self.pos) else {
@@ -91,7 +97,7 @@ impl<'a> Wire<'a> {
         Ok((field, wire))
     }
 
-    #[inline]
+    #[inline(always)]
     fn fixed32(&mut self) -> Result<u32> {
         let bytes = self
             .buf
@@ -152,174 +158,257 @@ impl<'a> Wire<'a> {
     }
 }
 
-#[inline]
-fn expect(wire: u8, want: u8) -> Result<()> {
-    if wire == want {
-        Ok(())
-    } else {
-        Err(DecodeError("invalid wire type"))
+/// The scalar fields 1..=15 of one message, as read from the wire: fixed32 fields as their
+/// bits, varint fields as the raw varint. Zero is the proto3 default of both.
+#[derive(Default)]
+struct Slots {
+    fixed32: [u32; 16],
+    varint: [u64; 16],
+}
+
+impl Slots {
+    fn float(&self, field: usize) -> f32 {
+        f32::from_bits(self.fixed32[field])
+    }
+
+    fn int32(&self, field: usize) -> i32 {
+        self.varint[field] as i32
     }
 }
 
-fn float(wire: &mut Wire<'_>, wire_type: u8) -> Result<f32> {
-    expect(wire_type, FIXED32)?;
-    Ok(f32::from_bits(wire.fixed32()?))
+/// Which of a message's fields 1..=15 are `float` (fixed32) and which are int32/uint64
+/// (varint), as bit masks.
+#[derive(Clone, Copy)]
+struct Layout {
+    fixed32: u16,
+    varint: u16,
 }
 
-fn int32(wire: &mut Wire<'_>, wire_type: u8) -> Result<i32> {
-    expect(wire_type, VARINT)?;
-    Ok(wire.varint()? as i32)
+const fn bits(fields: &[u32]) -> u16 {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < fields.len() {
+        mask |= 1 << fields[i];
+        i += 1;
+    }
+    mask
+}
+
+/// Read a message's fields. Scalars of `layout` land in `slots` on a fast path (a one-byte
+/// key of the expected wire type: what every encoder writes for fields 1..=15); anything
+/// else goes to `other`, which handles the message's own length-delimited fields and
+/// returns `false` for the rest: those are then a wrong wire type (an error, as in prost)
+/// when the field is one of `layout`'s, or skipped as unknown.
+#[inline(always)]
+fn scan<'a>(
+    mut wire: Wire<'a>,
+    layout: Layout,
+    slots: &mut Slots,
+    mut other: impl FnMut(&mut Wire<'a>, u32, u8) -> Result<bool>,
+) -> Result<()> {
+    while let Some(&byte) = wire.buf.get(wire.pos) {
+        if byte < 0x80 {
+            let field = u32::from(byte >> 3);
+            let bit = 1u16 << field;
+            match byte & 7 {
+                FIXED32 if layout.fixed32 & bit != 0 => {
+                    wire.pos += 1;
+                    slots.fixed32[field as usize] = wire.fixed32()?;
+                    continue;
+                }
+                VARINT if layout.varint & bit != 0 => {
+                    wire.pos += 1;
+                    slots.varint[field as usize] = wire.varint()?;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        let (field, wire_type) = wire.key()?;
+        if other(&mut wire, field, wire_type)? {
+            continue;
+        }
+        if field < 16 && (layout.fixed32 | layout.varint) & (1 << field) != 0 {
+            return Err(DecodeError("invalid wire type"));
+        }
+        wire.skip(field, wire_type, 0)?;
+    }
+    Ok(())
+}
+
+/// A length-delimited field's bytes, or a wrong-wire-type error.
+fn len_field<'a>(wire: &mut Wire<'a>, wire_type: u8) -> Result<&'a [u8]> {
+    if wire_type != LEN {
+        return Err(DecodeError("invalid wire type"));
+    }
+    wire.len_delimited()
 }
 
 fn text<'a>(wire: &mut Wire<'a>, wire_type: u8) -> Result<&'a str> {
-    expect(wire_type, LEN)?;
-    std::str::from_utf8(wire.len_delimited()?)
+    std::str::from_utf8(len_field(wire, wire_type)?)
         .map_err(|_| DecodeError("invalid string value: data is not UTF-8 encoded"))
 }
 
-fn message<'a>(wire: &mut Wire<'a>, wire_type: u8) -> Result<Wire<'a>> {
-    expect(wire_type, LEN)?;
-    Ok(Wire::new(wire.len_delimited()?))
-}
+/// `Vec3f { x = 1; y = 2; z = 3 }` and `Wheel4f { fl = 1; fr = 2; rl = 3; rr = 4 }`.
+const VEC3: Layout = Layout {
+    fixed32: bits(&[1, 2, 3]),
+    varint: 0,
+};
+const WHEEL4: Layout = Layout {
+    fixed32: bits(&[1, 2, 3, 4]),
+    varint: 0,
+};
+/// `Physics`: floats 1-4, 6, 7; `gear = 5`; sub-messages 8-14.
+const PHYSICS: Layout = Layout {
+    fixed32: bits(&[1, 2, 3, 4, 6, 7]),
+    varint: bits(&[5]),
+};
+/// `Graphics`: int32 1-3, floats 4-9.
+const GRAPHICS: Layout = Layout {
+    fixed32: bits(&[4, 5, 6, 7, 8, 9]),
+    varint: bits(&[1, 2, 3]),
+};
+/// `Static`: strings 1-3, `max_rpm = 4`.
+const STATIC: Layout = Layout {
+    fixed32: 0,
+    varint: bits(&[4]),
+};
+/// `TelemetryFrame`: `monotonic_ns = 1`; strings 2, 3; pages 4-6.
+const FRAME: Layout = Layout {
+    fixed32: 0,
+    varint: bits(&[1]),
+};
 
-/// Merge a `Vec3f` (x, y, z) or `Wheel4f` (fl, fr, rl, rr) message into `values`.
-fn floats<const N: usize>(mut wire: Wire<'_>, values: &mut [f32; N]) -> Result<()> {
-    while !wire.done() {
-        let (field, wire_type) = wire.key()?;
-        let n = field as usize;
-        if (1..=N).contains(&n) {
-            values[n - 1] = float(&mut wire, wire_type)?;
-        } else {
-            wire.skip(field, wire_type, 0)?;
-        }
+/// Merge a `Vec3f` or `Wheel4f` into `values`.
+fn floats<const N: usize>(bytes: &[u8], layout: Layout, values: &mut [f32; N]) -> Result<()> {
+    let mut slots = Slots::default();
+    for (i, value) in values.iter().enumerate() {
+        slots.fixed32[i + 1] = value.to_bits();
+    }
+    scan(Wire::new(bytes), layout, &mut slots, |_, _, _| Ok(false))?;
+    for (i, value) in values.iter_mut().enumerate() {
+        *value = slots.float(i + 1);
     }
     Ok(())
 }
 
-fn physics(mut wire: Wire<'_>, car: &mut CarTelemetry, gear: &mut i32) -> Result<()> {
-    while !wire.done() {
-        let (field, wire_type) = wire.key()?;
-        match field {
-            1 => car.speed_kmh = float(&mut wire, wire_type)?,
-            2 => car.throttle = float(&mut wire, wire_type)?,
-            3 => car.brake = float(&mut wire, wire_type)?,
-            4 => car.clutch = float(&mut wire, wire_type)?,
-            5 => *gear = int32(&mut wire, wire_type)?,
-            6 => car.steering = float(&mut wire, wire_type)?,
-            7 => car.rpm = float(&mut wire, wire_type)?,
-            8 => floats(message(&mut wire, wire_type)?, &mut car.tyre_slip)?,
-            9 => floats(message(&mut wire, wire_type)?, &mut car.tyre_load)?,
-            10 => floats(message(&mut wire, wire_type)?, &mut car.tyre_temp_c)?,
-            11 => floats(message(&mut wire, wire_type)?, &mut car.suspension_travel)?,
-            12 => floats(message(&mut wire, wire_type)?, &mut car.acc_g)?,
-            13 => floats(message(&mut wire, wire_type)?, &mut car.velocity)?,
-            14 => floats(message(&mut wire, wire_type)?, &mut car.angular_velocity)?,
-            _ => wire.skip(field, wire_type, 0)?,
-        }
-    }
-    Ok(())
-}
-
-/// The graphics page's raw lap times (0 = none yet), turned into options at the end.
+/// Every page of a frame, as read (repeated pages merge into the same slots).
 #[derive(Default)]
-struct LapTimes {
-    current: f32,
-    last: f32,
-    best: f32,
-    lap: f32,
+struct Pages<'a> {
+    physics: Slots,
+    graphics: Slots,
+    stat: Option<(Slots, [&'a str; 3])>,
 }
 
-fn graphics(mut wire: Wire<'_>, car: &mut CarTelemetry, times: &mut LapTimes) -> Result<()> {
-    while !wire.done() {
-        let (field, wire_type) = wire.key()?;
+fn physics(bytes: &[u8], slots: &mut Slots, car: &mut CarTelemetry) -> Result<()> {
+    scan(
+        Wire::new(bytes),
+        PHYSICS,
+        slots,
+        |wire, field, wire_type| {
+            match field {
+                8..=11 => {
+                    let wheels = match field {
+                        8 => &mut car.tyre_slip,
+                        9 => &mut car.tyre_load,
+                        10 => &mut car.tyre_temp_c,
+                        _ => &mut car.suspension_travel,
+                    };
+                    floats(len_field(wire, wire_type)?, WHEEL4, wheels)?;
+                }
+                12..=14 => {
+                    let vector = match field {
+                        12 => &mut car.acc_g,
+                        13 => &mut car.velocity,
+                        _ => &mut car.angular_velocity,
+                    };
+                    floats(len_field(wire, wire_type)?, VEC3, vector)?;
+                }
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )
+}
+
+fn stat<'a>(bytes: &'a [u8], page: &mut (Slots, [&'a str; 3])) -> Result<()> {
+    let (slots, texts) = page;
+    scan(Wire::new(bytes), STATIC, slots, |wire, field, wire_type| {
         match field {
-            1 => car.status = int32(&mut wire, wire_type)?,
-            2 => car.completed_laps = int32(&mut wire, wire_type)?,
-            3 => car.place = int32(&mut wire, wire_type)?,
-            4 => times.current = float(&mut wire, wire_type)?,
-            5 => times.last = float(&mut wire, wire_type)?,
-            6 => times.best = float(&mut wire, wire_type)?,
-            7 => times.lap = float(&mut wire, wire_type)?,
-            8 => car.delta_lap_s = float(&mut wire, wire_type)?,
-            9 => car.spline = float(&mut wire, wire_type)?,
-            _ => wire.skip(field, wire_type, 0)?,
+            1..=3 => texts[field as usize - 1] = text(wire, wire_type)?,
+            _ => return Ok(false),
         }
-    }
-    Ok(())
-}
-
-/// The static page: what car on what track.
-#[derive(Default)]
-struct Static<'a> {
-    car_model: &'a str,
-    track: &'a str,
-    track_configuration: &'a str,
-    max_rpm: i32,
-}
-
-fn stat<'a>(mut wire: Wire<'a>, page: &mut Static<'a>) -> Result<()> {
-    while !wire.done() {
-        let (field, wire_type) = wire.key()?;
-        match field {
-            1 => page.car_model = text(&mut wire, wire_type)?,
-            2 => page.track = text(&mut wire, wire_type)?,
-            3 => page.track_configuration = text(&mut wire, wire_type)?,
-            4 => page.max_rpm = int32(&mut wire, wire_type)?,
-            _ => wire.skip(field, wire_type, 0)?,
-        }
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 /// Decode one frame's bytes into the common record, like `TelemetryFrame::decode` followed
 /// by `from_frame`, reusing `strings` for text that repeats.
 pub fn decode_car(bytes: &[u8], strings: &mut FrameStrings) -> Result<CarTelemetry> {
-    let mut wire = Wire::new(bytes);
     let mut car = CarTelemetry {
         is_player: true,
         ..CarTelemetry::default()
     };
-    let mut game_text = "";
-    let mut session_text = "";
-    let mut gear = 0;
-    let mut times = LapTimes::default();
-    let mut page: Option<Static<'_>> = None;
-    while !wire.done() {
-        let (field, wire_type) = wire.key()?;
-        match field {
-            1 => {
-                expect(wire_type, VARINT)?;
-                car.monotonic_ns = wire.varint()?;
+    let mut frame = Slots::default();
+    let mut texts = ["", ""];
+    let mut pages = Pages::default();
+    scan(
+        Wire::new(bytes),
+        FRAME,
+        &mut frame,
+        |wire, field, wire_type| {
+            match field {
+                2 | 3 => texts[field as usize - 2] = text(wire, wire_type)?,
+                4 => physics(len_field(wire, wire_type)?, &mut pages.physics, &mut car)?,
+                5 => {
+                    let bytes = len_field(wire, wire_type)?;
+                    scan(
+                        Wire::new(bytes),
+                        GRAPHICS,
+                        &mut pages.graphics,
+                        |_, _, _| Ok(false),
+                    )?;
+                }
+                6 => {
+                    let bytes = len_field(wire, wire_type)?;
+                    stat(bytes, pages.stat.get_or_insert_with(Default::default))?;
+                }
+                _ => return Ok(false),
             }
-            2 => game_text = text(&mut wire, wire_type)?,
-            3 => session_text = text(&mut wire, wire_type)?,
-            4 => physics(message(&mut wire, wire_type)?, &mut car, &mut gear)?,
-            5 => graphics(message(&mut wire, wire_type)?, &mut car, &mut times)?,
-            6 => stat(
-                message(&mut wire, wire_type)?,
-                page.get_or_insert_with(Static::default),
-            )?,
-            _ => wire.skip(field, wire_type, 0)?,
-        }
-    }
+            Ok(true)
+        },
+    )?;
+    car.monotonic_ns = frame.varint[1];
+    let [game_text, session_text] = texts;
     car.game = if game_text.is_empty() {
         strings.game.get(game::ASSETTO_CORSA)
     } else {
         strings.game.get(game_text)
     };
     car.session = strings.session.get(session_text);
-    car.gear = gear.wrapping_sub(1);
-    car.current_lap_s = lap_time(times.current);
-    car.last_lap_s = lap_time(times.last);
-    car.best_lap_s = lap_time(times.best);
-    car.lap_time_s = lap_time(times.lap);
-    if let Some(page) = page {
-        car.car_model = strings.car_model.non_empty(page.car_model);
-        car.track = strings.track.non_empty(page.track);
-        car.track_configuration = strings
-            .track_configuration
-            .non_empty(page.track_configuration);
-        car.max_rpm = page.max_rpm as f32;
+    let physics = &pages.physics;
+    car.speed_kmh = physics.float(1);
+    car.throttle = physics.float(2);
+    car.brake = physics.float(3);
+    car.clutch = physics.float(4);
+    car.gear = physics.int32(5).wrapping_sub(1);
+    car.steering = physics.float(6);
+    car.rpm = physics.float(7);
+    let graphics = &pages.graphics;
+    car.status = graphics.int32(1);
+    car.completed_laps = graphics.int32(2);
+    car.place = graphics.int32(3);
+    car.current_lap_s = lap_time(graphics.float(4));
+    car.last_lap_s = lap_time(graphics.float(5));
+    car.best_lap_s = lap_time(graphics.float(6));
+    car.lap_time_s = lap_time(graphics.float(7));
+    car.delta_lap_s = graphics.float(8);
+    car.spline = graphics.float(9);
+    if let Some((slots, [car_model, track, track_configuration])) = pages.stat {
+        car.car_model = strings.car_model.non_empty(car_model);
+        car.track = strings.track.non_empty(track);
+        car.track_configuration = strings.track_configuration.non_empty(track_configuration);
+        car.max_rpm = slots.int32(4) as f32;
     }
     Ok(car)
 }

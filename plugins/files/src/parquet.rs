@@ -55,7 +55,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::parquet::arrow::ArrowWriter;
@@ -243,10 +243,94 @@ struct KindState {
 }
 
 /// `car_telemetry`: typed columns and their file.
-#[derive(Default)]
 struct CarState {
     columns: CarColumns,
-    file: Option<KindFile>,
+    file: Option<CarWriter>,
+}
+
+/// The `car_telemetry` file, written by a thread of its own: encoding and compressing one
+/// row group overlaps gathering the next. The hand-over is a rendezvous, so at most one row
+/// group is being encoded while the next one is gathered.
+struct CarWriter {
+    sender: Option<mpsc::SyncSender<RecordBatch>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ComponentError>>>,
+    path: PathBuf,
+}
+
+impl CarWriter {
+    fn create(path: PathBuf, settings: &Settings) -> Result<Self, ComponentError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mut properties = WriterProperties::builder()
+            .set_compression(settings.compression.parquet())
+            .set_max_row_group_row_count(Some(settings.row_group_rows.max(1)))
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_dictionary_enabled(false);
+        for name in car_columns::DICTIONARY_COLUMNS {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(name), true);
+        }
+        let mut writer =
+            ArrowWriter::try_new(file, car_columns::schema(), Some(properties.build()))?;
+        tracing::debug!(path = %path.display(), "parquet: writing car_telemetry");
+        let (sender, batches) = mpsc::sync_channel::<RecordBatch>(0);
+        let thread = std::thread::Builder::new()
+            .name("parquet-car".into())
+            .spawn(move || -> Result<(), ComponentError> {
+                let mut written = Ok(());
+                for batch in batches {
+                    written = writer.write(&batch).and_then(|()| writer.flush());
+                    if written.is_err() {
+                        break;
+                    }
+                }
+                // The footer is written whatever happened, so the row groups already
+                // written stay readable.
+                let closed = writer
+                    .into_inner()
+                    .map_err(ComponentError::from)
+                    .and_then(|file| file.sync_all().map_err(ComponentError::from));
+                written?;
+                closed
+            })?;
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+            path,
+        })
+    }
+
+    /// Hand a row group to the writing thread (waits while it writes the previous one).
+    fn write(&mut self, batch: RecordBatch) -> Result<(), ComponentError> {
+        let sent = match &self.sender {
+            Some(sender) => sender.send(batch).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            // The thread has stopped: it failed, and says why.
+            self.close()?;
+            Err("the parquet writing thread has stopped".into())
+        }
+    }
+
+    /// Write the footer, fsync and close the file; the first error of the thread if any.
+    fn close(&mut self) -> Result<(), ComponentError> {
+        self.sender = None;
+        match self.thread.take() {
+            Some(thread) => match thread.join() {
+                Ok(result) => {
+                    tracing::debug!(path = %self.path.display(), "parquet: closed");
+                    result
+                }
+                Err(_) => Err("the parquet writing thread panicked".into()),
+            },
+            None => Ok(()),
+        }
+    }
 }
 
 /// The row buffering and file writing of one run, without async: runs on the blocking pool.
@@ -261,10 +345,16 @@ impl Recorder {
     /// A recorder whose files are stamped with `time_ns` (ns since the Unix epoch, UTC).
     pub fn new(settings: Settings, time_ns: i64) -> Self {
         Self {
-            settings,
             stamp: file_stamp(time_ns),
+            car: CarState {
+                columns: CarColumns::for_row_group(
+                    settings.row_group_rows,
+                    settings.row_group_bytes,
+                ),
+                file: None,
+            },
             kinds: BTreeMap::new(),
-            car: CarState::default(),
+            settings,
         }
     }
 
@@ -273,8 +363,12 @@ impl Recorder {
         self.car
             .file
             .iter()
-            .chain(self.kinds.values().filter_map(|state| state.file.as_ref()))
             .map(|f| f.path.clone())
+            .chain(
+                self.kinds
+                    .values()
+                    .filter_map(|state| state.file.as_ref().map(|f| f.path.clone())),
+            )
             .collect()
     }
 
@@ -356,34 +450,13 @@ impl Recorder {
         }
         let batch = self.car.columns.finish()?;
         if self.car.file.is_none() {
-            let schema = car_columns::schema();
             let path = create_path(&self.settings.dir, RecordKind::CarTelemetry, &self.stamp)?;
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            let mut properties = WriterProperties::builder()
-                .set_compression(self.settings.compression.parquet())
-                .set_max_row_group_row_count(Some(self.settings.row_group_rows.max(1)))
-                .set_statistics_enabled(EnabledStatistics::Chunk)
-                .set_dictionary_enabled(false);
-            for name in car_columns::DICTIONARY_COLUMNS {
-                properties = properties.set_column_dictionary_enabled(ColumnPath::from(name), true);
-            }
-            let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties.build()))?;
-            tracing::debug!(path = %path.display(), "parquet: writing car_telemetry");
-            self.car.file = Some(KindFile {
-                schema,
-                writer,
-                path,
-            });
+            self.car.file = Some(CarWriter::create(path, &self.settings)?);
         }
-        if let Some(file) = self.car.file.as_mut() {
-            file.writer.write(&batch)?;
-            file.writer.flush()?;
+        match self.car.file.as_mut() {
+            Some(file) => file.write(batch),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Write every kind's remaining rows, then finish (footer), fsync and close every file.
@@ -392,14 +465,15 @@ impl Recorder {
     pub fn finish(&mut self) -> (u64, Result<(), ComponentError>) {
         let mut errors = 0;
         let mut result: Result<(), ComponentError> = self.flush_car();
-        if let Some(file) = self.car.file.take() {
-            if let Err(error) = close(file) {
+        if let Some(mut file) = self.car.file.take() {
+            if let Err(error) = file.close() {
                 if result.is_ok() {
                     result = Err(error);
                 }
             }
         }
-        self.car.columns = CarColumns::new();
+        self.car.columns =
+            CarColumns::for_row_group(self.settings.row_group_rows, self.settings.row_group_bytes);
         let kinds: Vec<RecordKind> = self.kinds.keys().copied().collect();
         for kind in kinds {
             match self.flush_kind(kind) {

@@ -17,8 +17,9 @@
 //! - When every file has been replayed the source returns, which is how the engine knows a
 //!   replay is over (`[runtime] exit_when_done = true` then drains and exits: conversions).
 //!   On shutdown it stops promptly, also while waiting for the next frame's time.
-//! - Decompression and decoding run on tokio's blocking pool, a few batches ahead of the
-//!   pacing; at `speed = 0` batches are 2048 records. With `speed = 0` and stderr a
+//! - Decompression runs on a thread of its own and decoding on tokio's blocking pool, each a
+//!   few chunks ahead of the next step (so a conversion keeps two cores busy); at
+//!   `speed = 0` batches are 2048 records. With `speed = 0` and stderr a
 //!   terminal, a progress bar shows the compressed bytes read.
 //! - The files must exist when the pipeline starts. After an error (a file that vanished)
 //!   the engine runs the source again, and it goes on after the last record it emitted.
@@ -196,7 +197,7 @@ fn read_file(
     sender: mpsc::Sender<FromReader>,
 ) -> Result<(), ComponentError> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut frames = pbgz::open(Progress { inner: file, bar });
+    let mut frames = pbgz::open_threaded(Progress { inner: file, bar })?;
     let mut strings = FrameStrings::default();
     let mut batch = Vec::with_capacity(batch_size);
     let mut decoded = 0u64;
