@@ -49,20 +49,15 @@ pub const CONVERTER_COLUMNS: [&str; 14] = [
 const WHEELS: [&str; 4] = ["fl", "fr", "rl", "rr"];
 const AXES: [&str; 3] = ["x", "y", "z"];
 
-/// Columns worth a dictionary (few distinct values): the rest are written plain.
-pub const DICTIONARY_COLUMNS: [&str; 12] = [
+/// Columns written with a dictionary: text, which repeats on every row. Numbers are written
+/// plain (snappy still shrinks runs of a repeated value), which costs far less to encode.
+pub const DICTIONARY_COLUMNS: [&str; 6] = [
     "game",
     "session",
-    "gear",
-    "lap",
-    "pos",
-    "car_id",
     "driver",
     "car_model",
     "track",
     "track_configuration",
-    "status",
-    "session_type",
 ];
 
 /// The schema of every `car_telemetry` Parquet file.

@@ -16,8 +16,7 @@
 //! (`tyre_temp_c_fl`, ...). Its row groups end at `row_group_rows` rows or at about
 //! `row_group_bytes` bytes buffered, whichever comes first, so memory stays bounded whatever
 //! the size of the input; rows are sorted by `t_ns` within each row group (a recording
-//! replayed in order is sorted throughout). Float columns are written plain, strings and
-//! small integer columns with dictionaries.
+//! replayed in order is sorted throughout). Numbers are written plain, text with dictionaries.
 //!
 //! - Files: `{path}/{kind}-{yyyymmddThhmmss}-{n}.parquet`, the time being when the run started
 //!   (UTC) and `n` the first number whose file does not exist yet, so nothing is overwritten.
