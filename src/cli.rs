@@ -122,6 +122,17 @@ enum PlotX {
     Distance,
 }
 
+/// Commands that print (`schema | head`, `list | less`) end quietly when the reader goes
+/// away, as Unix tools do, instead of panicking on a broken pipe. `run` keeps Rust's
+/// default (the signal ignored) so a server never dies because a log reader did.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[derive(Copy, Clone, ValueEnum)]
 enum GraphFormat {
     Mermaid,
@@ -130,6 +141,9 @@ enum GraphFormat {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Run { pipeline, no_watch } => {
             init_logging();
