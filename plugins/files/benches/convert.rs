@@ -283,6 +283,55 @@ fn stages(path: &Path, frames: u64) {
     );
 }
 
+/// The parquet sink's work alone (typed columns, encoding on its writer thread, snappy,
+/// writes), fed with decoded records: process CPU around `Recorder::write`, so decoding
+/// (on this thread, between writes) is not counted.
+fn parquet_stage(path: &Path, frames: u64, out: &Path) {
+    use pitwall_files::parquet::{ParquetCompression, Recorder, Settings};
+    let mut recorder = Recorder::new(
+        Settings {
+            dir: out.join("stage"),
+            kinds: None,
+            row_group_rows: 65_536,
+            row_group_bytes: 64 * 1024 * 1024,
+            compression: ParquetCompression::Snappy,
+        },
+        0,
+    );
+    let mut reader = pitwall_files::pbgz::open_path(path).expect("open");
+    let mut strings = FrameStrings::default();
+    let mut batch = Vec::with_capacity(2048);
+    let mut cpu = 0.0;
+    let mut wall = 0.0;
+    let mut write = |batch: &mut Vec<pitwall_api::Event>, recorder: &mut Recorder| {
+        let started = Instant::now();
+        let before = process_cpu();
+        recorder.write(batch).expect("write");
+        cpu += process_cpu() - before;
+        wall += started.elapsed().as_secs_f64();
+        batch.clear();
+    };
+    while let pitwall_files::pbgz::Next::Frame(bytes) = reader.next_frame() {
+        let car = pitwall_files::pbgz::decode_car(bytes, &mut strings).expect("decode");
+        batch.push(pitwall_files::proto_replay::event_of(car));
+        if batch.len() == 2048 {
+            write(&mut batch, &mut recorder);
+        }
+    }
+    write(&mut batch, &mut recorder);
+    let started = Instant::now();
+    let before = process_cpu();
+    let (errors, result) = recorder.finish();
+    result.expect("finish");
+    assert_eq!(errors, 0);
+    cpu += process_cpu() - before;
+    wall += started.elapsed().as_secs_f64();
+    println!(
+        "parquet sink alone: {frames} frames in {wall:.2} s ({cpu:.2} s CPU) = {:.0} frames per CPU second",
+        frames as f64 / cpu
+    );
+}
+
 fn main() {
     let frames: u64 = std::env::var("FRAMES")
         .ok()
@@ -300,6 +349,8 @@ fn main() {
         .expect("runtime");
     if std::env::var("STAGES").is_ok() {
         stages(&path, frames);
+        let stage_dir = tempfile::tempdir().expect("temp dir");
+        parquet_stage(&path, frames, stage_dir.path());
         let cpu = process_cpu();
         let seconds = runtime.block_on(replay_only(&path, frames));
         let cpu = process_cpu() - cpu;

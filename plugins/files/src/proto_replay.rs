@@ -228,6 +228,10 @@ fn read_file(
         }
         batch.push(event_of(car));
         if batch.len() >= batch_size {
+            // Each batch gets its own shared strings: their reference counts are then
+            // counted up here and down by whoever drops the batch, without both threads
+            // contending for the same cache lines frame after frame.
+            strings = FrameStrings::default();
             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
             if sender.blocking_send(FromReader::Batch(full)).is_err() {
                 return Ok(());
