@@ -332,6 +332,119 @@ fn parquet_stage(path: &Path, frames: u64, out: &Path) {
     );
 }
 
+/// Encoding alone (this thread's CPU), 65536-row batches, under writer settings worth
+/// comparing: what the sink uses, and variants. `ENCODE_VARIANTS=1`.
+fn encode_variants(path: &Path) {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::schema::types::ColumnPath;
+    use pitwall_files::car_columns::{self, CarColumns};
+    let mut reader = pitwall_files::pbgz::open_path(path).expect("open");
+    let mut strings = FrameStrings::default();
+    let mut columns = CarColumns::with_capacity(65_536);
+    let mut batches = Vec::new();
+    while let pitwall_files::pbgz::Next::Frame(bytes) = reader.next_frame() {
+        let car = pitwall_files::pbgz::decode_car(bytes, &mut strings).expect("decode");
+        columns.push(0, &car);
+        if columns.len() == 65_536 {
+            batches.push(columns.finish().expect("batch"));
+            if batches.len() == 8 {
+                break;
+            }
+        }
+    }
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let base = || {
+        let mut b = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_dictionary_enabled(false);
+        for name in car_columns::DICTIONARY_COLUMNS {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(name), true);
+        }
+        b
+    };
+    let float_columns: Vec<String> = car_columns::schema()
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == &arrow_schema::DataType::Float32)
+        .map(|f| f.name().clone())
+        .collect();
+    let sink = || {
+        let mut b = base()
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_write_batch_size(8192);
+        for name in car_columns::STATISTICS_COLUMNS {
+            b = b.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::Chunk);
+        }
+        b
+    };
+    let variants: Vec<(&str, WriterProperties)> = vec![
+        ("sink settings", sink().build()),
+        (
+            "sink, no compression",
+            sink().set_compression(Compression::UNCOMPRESSED).build(),
+        ),
+        ("statistics everywhere", base().build()),
+        (
+            "no compression",
+            base().set_compression(Compression::UNCOMPRESSED).build(),
+        ),
+        (
+            "no statistics",
+            base()
+                .set_statistics_enabled(EnabledStatistics::None)
+                .build(),
+        ),
+        ("no float statistics", {
+            let mut b = base();
+            for name in &float_columns {
+                b = b.set_column_statistics_enabled(
+                    ColumnPath::from(name.as_str()),
+                    EnabledStatistics::None,
+                );
+            }
+            b.build()
+        }),
+        (
+            "write_batch_size 8192",
+            base().set_write_batch_size(8192).build(),
+        ),
+        (
+            "no dictionaries",
+            base()
+                .set_column_dictionary_enabled(ColumnPath::from("game"), false)
+                .set_column_dictionary_enabled(ColumnPath::from("session"), false)
+                .set_column_dictionary_enabled(ColumnPath::from("car_model"), false)
+                .set_column_dictionary_enabled(ColumnPath::from("track"), false)
+                .set_column_dictionary_enabled(ColumnPath::from("track_configuration"), false)
+                .set_column_dictionary_enabled(ColumnPath::from("driver"), false)
+                .build(),
+        ),
+    ];
+    for (name, properties) in variants {
+        let mut bytes = 0;
+        let cpu = thread_cpu();
+        for _ in 0..3 {
+            let mut writer =
+                ArrowWriter::try_new(Vec::new(), car_columns::schema(), Some(properties.clone()))
+                    .expect("writer");
+            for batch in &batches {
+                writer.write(batch).expect("write");
+                writer.flush().expect("flush");
+            }
+            bytes = writer.into_inner().expect("close").len();
+        }
+        let cpu = (thread_cpu() - cpu) / 3.0;
+        println!(
+            "encode {name:24} {rows} rows: {cpu:.3} s CPU = {:.0} rows per CPU second, {:.1} MB",
+            rows as f64 / cpu,
+            bytes as f64 / 1e6
+        );
+    }
+}
+
 fn main() {
     let frames: u64 = std::env::var("FRAMES")
         .ok()
@@ -347,6 +460,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if std::env::var("ENCODE_VARIANTS").is_ok() {
+        encode_variants(&path);
+        return;
+    }
     if std::env::var("STAGES").is_ok() {
         stages(&path, frames);
         let stage_dir = tempfile::tempdir().expect("temp dir");

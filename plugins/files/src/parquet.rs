@@ -16,7 +16,9 @@
 //! (`tyre_temp_c_fl`, ...). Its row groups end at `row_group_rows` rows or at about
 //! `row_group_bytes` bytes buffered, whichever comes first, so memory stays bounded whatever
 //! the size of the input; rows are sorted by `t_ns` within each row group (a recording
-//! replayed in order is sorted throughout). Numbers are written plain, text with dictionaries.
+//! replayed in order is sorted throughout). Numbers are written plain, text with dictionaries;
+//! row-group statistics (min/max) cover the columns readers filter by (`t_ns`, `time_ns`,
+//! `game`, `session`, `track`, `lap`, `pos`, `car_id`), not the measurements.
 //!
 //! - Files: `{path}/{kind}-{yyyymmddThhmmss}-{n}.parquet`, the time being when the run started
 //!   (UTC) and `n` the first number whose file does not exist yet, so nothing is overwritten.
@@ -266,10 +268,15 @@ impl CarWriter {
         let mut properties = WriterProperties::builder()
             .set_compression(settings.compression.parquet())
             .set_max_row_group_row_count(Some(settings.row_group_rows.max(1)))
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_dictionary_enabled(false);
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_dictionary_enabled(false)
+            .set_write_batch_size(8192);
         for name in car_columns::DICTIONARY_COLUMNS {
             properties = properties.set_column_dictionary_enabled(ColumnPath::from(name), true);
+        }
+        for name in car_columns::STATISTICS_COLUMNS {
+            properties = properties
+                .set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::Chunk);
         }
         let mut writer =
             ArrowWriter::try_new(file, car_columns::schema(), Some(properties.build()))?;
