@@ -266,6 +266,21 @@ fn stages(path: &Path, frames: u64) {
     let framing = started.elapsed().as_secs_f64();
     let framing_cpu = thread_cpu() - cpu;
     println!("+ framing:    {n} frames in {framing:.2} s ({framing_cpu:.2} s CPU)");
+    let cpu = process_cpu();
+    let started = Instant::now();
+    let mut reader =
+        pitwall_files::pbgz::open_threaded(std::fs::File::open(path).expect("open")).expect("open");
+    let mut strings = FrameStrings::default();
+    let mut n = 0u64;
+    while let pitwall_files::pbgz::Next::Frame(bytes) = reader.next_frame() {
+        let car = pitwall_files::pbgz::decode_car(bytes, &mut strings).expect("decode");
+        n += car.gear as u64 & 1;
+    }
+    println!(
+        "threaded inflate + decoding: {:.2} s ({:.2} s CPU) ({n})",
+        started.elapsed().as_secs_f64(),
+        process_cpu() - cpu
+    );
     let cpu = thread_cpu();
     let started = Instant::now();
     let mut reader = pitwall_files::pbgz::open_path(path).expect("open");
