@@ -1,14 +1,20 @@
 //! `.pb.gz` -> Parquet conversion throughput: what `pipelines/ac-convert.toml` does, through
-//! the real components (`proto_replay` at speed 0 -> bounded queue -> `parquet`), on a tokio
-//! runtime with as many workers as the engine's.
+//! the real components (`proto_replay` at speed 0 -> bounded queue of 64 batches, the
+//! engine's default -> `parquet`), on a tokio runtime with 2 workers.
 //!
 //!     cargo bench -p pitwall-files --bench convert
 //!     FRAMES=500000 cargo bench -p pitwall-files --bench convert
 //!
-//! Prints frames/s and the peak resident memory of the conversion (VmHWM, reset before it
-//! starts). The generated recording (gzip level 6, like the bridge's zlib default) is kept
-//! in the target directory between runs. Set `STAGES=1` to also time the replay alone
-//! (decompress + decode, events discarded).
+//! Prints frames/s, the CPU time used (all threads), and the peak resident memory of the
+//! conversion (VmHWM, reset before it starts). Wall-clock numbers need an otherwise idle
+//! machine; CPU seconds do not. The generated recording (every page filled, values varying
+//! smoothly like a car lapping; gzip level 6 like the bridge's zlib default, about 2:1 on
+//! such data) is kept in the target directory between runs.
+//!
+//! - `STAGES=1` also times each step alone: inflating, framing, decoding (on one thread and
+//!   with inflating on its own thread), the parquet sink fed decoded records, the replay
+//!   source with its output discarded.
+//! - `ENCODE_VARIANTS=1` only compares Parquet writer settings on the same row groups.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
