@@ -197,8 +197,13 @@ impl Component for AssettoGrpcSource {
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => {
-                // Only an error ends the server before shutdown.
+                // The server ends by itself only on an error, or because shutdown was
+                // triggered and it won the race with the branch below.
                 result?;
+                if io.shutdown.is_triggered() {
+                    tracing::info!(component = %io.id, "gRPC ingest stopped");
+                    return Ok(());
+                }
                 return Err("the gRPC server stopped on its own".into());
             }
             _ = io.shutdown.triggered() => {}
