@@ -41,14 +41,14 @@
 //! finished_interval_ms = 1000       # FINISHED cadence after the session's end
 //! ```
 
-use crate::clients::ClientLimit;
+use crate::clients::{close, send_text, ClientLimit, Sent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -75,10 +75,6 @@ pub const DOCUMENT_ROUTE: &str = "/session/{session_key}/{name}";
 pub const WS_ROUTE: &str = "/ws/{session_key}";
 /// Close code for a WebSocket asking for a session this sink does not serve.
 pub const CLOSE_UNKNOWN_SESSION: u16 = 4004;
-/// A client whose socket takes nothing for this long is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a closing handshake may take before the socket is just dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the end of `run` waits for clients to finish their close handshakes.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Nobody legitimate sends the server anything big: the firmware only listens.
@@ -572,18 +568,11 @@ async fn deliver(socket: &mut WebSocket, latest: Latest, metrics: &ComponentMetr
     match latest {
         Latest::Nothing => Next::Continue,
         Latest::Text(text) => {
-            match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
-                Ok(Ok(())) => {
-                    metrics.add_sent(1);
-                    Next::Continue
-                }
-                // The client went away: nothing to report.
-                Ok(Err(_)) => Next::Stop,
-                Err(_) => {
-                    metrics.add_error();
-                    tracing::debug!("dropping a WebSocket client that stopped reading");
-                    Next::Stop
-                }
+            if send_text(socket, text, metrics).await == Sent::Ok {
+                metrics.add_sent(1);
+                Next::Continue
+            } else {
+                Next::Stop
             }
         }
         Latest::Closed => {
@@ -591,19 +580,4 @@ async fn deliver(socket: &mut WebSocket, latest: Latest, metrics: &ComponentMetr
             Next::Stop
         }
     }
-}
-
-/// Send a close frame and wait (briefly) for the client's answer, so the close is clean.
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if socket.send(Message::Close(Some(frame))).await.is_err() {
-            return;
-        }
-        while let Some(Ok(_)) = socket.recv().await {}
-    })
-    .await;
 }

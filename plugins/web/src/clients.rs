@@ -1,7 +1,59 @@
-//! How many WebSocket clients a sink has, against its `max_clients`.
+//! What every WebSocket sink does with its clients: count them against `max_clients`, send
+//! them text without letting one that stopped reading hold a task forever, close cleanly.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use pitwall_api::ComponentMetrics;
+
+/// A client that takes longer than this to accept one message has stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a clean close waits for the client's answer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What became of one send.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sent {
+    Ok,
+    /// The client went away: nothing to report.
+    Gone,
+    /// The client stopped reading: counted as an error of the sink.
+    Stalled,
+}
+
+/// Send `text`, giving up on a client that does not take it within [`SEND_TIMEOUT`].
+pub(crate) async fn send_text(
+    socket: &mut WebSocket,
+    text: Utf8Bytes,
+    metrics: &ComponentMetrics,
+) -> Sent {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
+        Ok(Ok(())) => Sent::Ok,
+        Ok(Err(_)) => Sent::Gone,
+        Err(_) => {
+            metrics.add_error();
+            tracing::debug!("dropping a WebSocket client that stopped reading");
+            Sent::Stalled
+        }
+    }
+}
+
+/// Send a close frame and wait (briefly) for the client's answer, so the close is clean.
+pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+    .await;
+}
 
 /// The connected clients of one sink and their limit.
 #[derive(Debug)]

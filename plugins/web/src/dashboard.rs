@@ -38,14 +38,14 @@
 //! max_clients = 64                  # WebSocket clients at once; more get HTTP 503
 //! ```
 
-use crate::clients::ClientLimit;
+use crate::clients::{close, send_text, ClientLimit, Sent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,8 +77,6 @@ pub const CLIENT_QUEUE: usize = 256;
 const COMMAND_QUEUE: usize = 64;
 /// The commands a browser may send.
 pub const COMMANDS: &[&str] = &["start", "stop", "reset"];
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Browsers only send short words.
 const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
@@ -398,14 +396,8 @@ async fn serve_client(mut socket: WebSocket, app: AppState) {
         tokio::select! {
             message = rx.recv() => match message {
                 Some(text) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break,
-                        Err(_) => {
-                            app.metrics.add_error();
-                            tracing::debug!("dropping a dashboard client that stopped reading");
-                            break;
-                        }
+                    if send_text(&mut socket, text, &app.metrics).await != Sent::Ok {
+                        break;
                     }
                 }
                 None => {
@@ -437,21 +429,6 @@ fn command(app: &AppState, text: &str) {
             "dashboard command dropped: too many at once"
         );
     }
-}
-
-/// Send a close frame and wait (briefly) for the client's answer, so the close is clean.
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if socket.send(Message::Close(Some(frame))).await.is_err() {
-            return;
-        }
-        while let Some(Ok(_)) = socket.recv().await {}
-    })
-    .await;
 }
 
 #[cfg(test)]

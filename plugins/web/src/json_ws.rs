@@ -67,7 +67,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -88,14 +88,12 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::clients::ClientLimit;
+use crate::clients::{close, send_text, ClientLimit, Sent};
 
 /// Messages queued per client in `each` mode before the oldest is dropped.
 pub const EACH_QUEUE: usize = 1024;
 /// Rows a table keeps at most; beyond, the least recently updated row goes.
 pub const MAX_ROWS: usize = 4096;
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Clients of a broadcast have nothing to say.
 const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
@@ -917,15 +915,8 @@ async fn serve_client(mut socket: WebSocket, app: AppState) {
         tokio::select! {
             message = queue.pop() => match message {
                 Some(text) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
-                        Ok(Ok(())) => {}
-                        // The client went away.
-                        Ok(Err(_)) => break,
-                        Err(_) => {
-                            app.metrics.add_error();
-                            tracing::debug!("dropping a JSON WebSocket client that stopped reading");
-                            break;
-                        }
+                    if send_text(&mut socket, text, &app.metrics).await != Sent::Ok {
+                        break;
                     }
                 }
                 None => {
@@ -941,21 +932,6 @@ async fn serve_client(mut socket: WebSocket, app: AppState) {
         }
     }
     app.shared.hub().clients.remove(&id);
-}
-
-/// Send a close frame and wait (briefly) for the client's answer, so the close is clean.
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if socket.send(Message::Close(Some(frame))).await.is_err() {
-            return;
-        }
-        while let Some(Ok(_)) = socket.recv().await {}
-    })
-    .await;
 }
 
 #[cfg(test)]
