@@ -10,6 +10,29 @@
 use pitwall_api::component::OptionProblem;
 use pitwall_api::{ComponentSpec, RecordKind};
 
+/// Runs `f` on the recorder in `slot` on tokio's blocking pool (file writes must not stall
+/// the runtime's threads) and puts it back; a missing recorder (the first write, or one lost
+/// to a panic on the pool) is made by `make`. One hop per batch, not per record.
+pub(crate) async fn on_blocking_pool<R, T, F>(
+    slot: &mut Option<R>,
+    make: impl FnOnce() -> R,
+    f: F,
+) -> Result<T, pitwall_api::ComponentError>
+where
+    R: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut R) -> T + Send + 'static,
+{
+    let mut recorder = slot.take().unwrap_or_else(make);
+    let (recorder, result) = tokio::task::spawn_blocking(move || {
+        let result = f(&mut recorder);
+        (recorder, result)
+    })
+    .await?;
+    *slot = Some(recorder);
+    Ok(result)
+}
+
 pub mod car_columns;
 pub mod console;
 pub mod file_sink;

@@ -636,17 +636,13 @@ impl ParquetSink {
         T: Send + 'static,
         F: FnOnce(&mut Recorder) -> T + Send + 'static,
     {
-        let mut recorder = match self.recorder.take() {
-            Some(recorder) => recorder,
-            None => Recorder::new(self.settings.clone(), now_ns()),
-        };
-        let (recorder, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&mut recorder);
-            (recorder, result)
-        })
-        .await?;
-        self.recorder = Some(recorder);
-        Ok(result)
+        let settings = &self.settings;
+        crate::on_blocking_pool(
+            &mut self.recorder,
+            || Recorder::new(settings.clone(), now_ns()),
+            f,
+        )
+        .await
     }
 
     fn count_errors(&mut self, io: &Io, errors: u64) {

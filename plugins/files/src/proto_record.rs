@@ -421,17 +421,8 @@ impl ProtoRecord {
         T: Send + 'static,
         F: FnOnce(&mut Recorder) -> T + Send + 'static,
     {
-        let mut recorder = self
-            .recorder
-            .take()
-            .unwrap_or_else(|| Recorder::new(self.settings.clone()));
-        let (recorder, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&mut recorder);
-            (recorder, result)
-        })
-        .await?;
-        self.recorder = Some(recorder);
-        Ok(result)
+        let settings = &self.settings;
+        crate::on_blocking_pool(&mut self.recorder, || Recorder::new(settings.clone()), f).await
     }
 
     async fn write(&mut self, batch: Batch, start: usize) -> Result<(), ComponentError> {
