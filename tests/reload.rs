@@ -233,12 +233,13 @@ async fn sighup_reloads_and_sigterm_leaves_every_output_file_complete() {
     running.wait_reloads(admin, 1, 0).await;
 
     let recorded = workspace.path("recorded.ndjson");
-    support::wait_until("the recorder writes", || {
-        std::fs::metadata(&recorded)
-            .map(|m| m.len() > 10_000)
-            .unwrap_or(false)
-    })
-    .await;
+    let whole_lines = || {
+        std::fs::read(&recorded)
+            .map(|bytes| count_newlines(&bytes))
+            .unwrap_or(0)
+    };
+    support::wait_until("the recorder writes 100 events", || whole_lines() >= 100).await;
+    let written_before_term = whole_lines();
     running.signal("TERM");
     let status = running.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(status, Some(0), "a clean shutdown exits 0");
@@ -251,5 +252,12 @@ async fn sighup_reloads_and_sigterm_leaves_every_output_file_complete() {
         assert_eq!(event["kind"], "frame");
         count += 1;
     }
-    assert!(count > 100, "recorded {count} events");
+    assert!(
+        count >= written_before_term,
+        "{written_before_term} events were on disk before SIGTERM, {count} after"
+    );
+}
+
+fn count_newlines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
 }
