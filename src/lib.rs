@@ -8,11 +8,13 @@
 //! - [`runtime`]: the running topology: supervision, reload, shutdown, the admin endpoint.
 //! - [`schema`]: the JSON Schema of pipeline files and the `list` reference.
 //! - [`cli`]: the `pitwall-flow` command line.
+//! - [`fuzzing`]: what each `cargo fuzz` target runs, shared with the regression test.
 //! - [`tools`]: `inspect` and `plot`, for looking at Parquet recordings.
 
 pub mod cli;
 pub mod config;
 pub mod diagnostics;
+pub mod fuzzing;
 pub mod graph;
 pub mod registry;
 pub mod runtime;

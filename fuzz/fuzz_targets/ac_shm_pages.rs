@@ -2,10 +2,5 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pitwall_assetto::assetto_shm::{parse_graphics, parse_physics, parse_static};
 
-fuzz_target!(|data: &[u8]| {
-    let _ = parse_physics(data);
-    let _ = parse_graphics(data);
-    let _ = parse_static(data);
-});
+fuzz_target!(|data: &[u8]| pitwall_flow::fuzzing::ac_shm_pages(data));

@@ -2,12 +2,5 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pitwall_mqtt::source::{decode_payload, gate_time_ns, PayloadMode};
 
-fuzz_target!(|data: &[u8]| {
-    for mode in [PayloadMode::Auto, PayloadMode::Json, PayloadMode::Text] {
-        if let Ok(value) = decode_payload(mode, data) {
-            let _ = gate_time_ns(&value);
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| pitwall_flow::fuzzing::mqtt_payload(data));

@@ -3,13 +3,5 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pitwall_rfactor2::parse::{parse_scoring, parse_telemetry, version_block};
 
-fuzz_target!(|data: &[u8]| {
-    let (telemetry, scoring) = data.split_at(data.len() / 2);
-    let _ = version_block(data);
-    let _ = parse_telemetry(data);
-    let _ = parse_scoring(data);
-    let _ = parse_telemetry(telemetry);
-    let _ = parse_scoring(scoring);
-});
+fuzz_target!(|data: &[u8]| pitwall_flow::fuzzing::rf2_shm_buffers(data));

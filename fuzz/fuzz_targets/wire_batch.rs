@@ -2,8 +2,5 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pitwall_api::wire::decode_batch;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = decode_batch(data);
-});
+fuzz_target!(|data: &[u8]| pitwall_flow::fuzzing::wire_batch(data));
