@@ -316,6 +316,8 @@ fn parquet_stage(path: &Path, frames: u64, out: &Path) {
             row_group_rows: 65_536,
             row_group_bytes: 64 * 1024 * 1024,
             compression: ParquetCompression::Snappy,
+            roll_interval: None,
+            component: "bench".into(),
         },
         0,
     );
@@ -342,9 +344,9 @@ fn parquet_stage(path: &Path, frames: u64, out: &Path) {
     write(&mut batch, &mut recorder);
     let started = Instant::now();
     let before = process_cpu();
-    let (errors, result) = recorder.finish();
+    let (counts, result) = recorder.finish();
     result.expect("finish");
-    assert_eq!(errors, 0);
+    assert_eq!(counts, Default::default());
     cpu += process_cpu() - before;
     wall += started.elapsed().as_secs_f64();
     println!(

@@ -39,6 +39,7 @@ pub mod file_sink;
 pub mod file_source;
 pub mod frame_decoder;
 pub mod parquet;
+pub mod parquet_file;
 pub mod pbgz;
 pub mod proto_record;
 pub mod proto_replay;
