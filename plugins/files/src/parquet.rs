@@ -458,8 +458,8 @@ impl<F> Lane<F> {
                 %kind,
                 path = %path.display(),
                 lost_rows = outage.lost,
-                "parquet: writing again, into a new file, after {} failed attempts",
-                outage.attempts
+                failed_attempts = outage.attempts,
+                "parquet: writing again, into a new file"
             );
         }
     }
