@@ -15,13 +15,17 @@
 //!
 //! One sink feeds up to `max_clients` sockets at 10 frames a second, so nothing is done per
 //! client that can be done once: each frame is formatted once into shared bytes
-//! ([`Utf8Bytes`], a reference-counted buffer) and published on a per-session
-//! [`tokio::sync::watch`] channel. Every client task waits on that channel and sends whatever
-//! is latest. A client that reads slowly is stuck only in its own `send`; when it comes back it
-//! skips straight to the newest frame, so it never holds up the sink or the other clients,
-//! and the sink never waits on a client. A client that connects gets the current frame at
-//! once, without waiting for the next one. A client whose socket accepts nothing for 10 s is
-//! dropped.
+//! ([`Utf8Bytes`], a reference-counted buffer) and published, in order, on a per-session
+//! [`tokio::sync::broadcast`] ring of the last [`CLIENT_BACKLOG`] texts; a
+//! [`tokio::sync::watch`] beside it holds the newest one. Every client task sends the ring's
+//! texts in order, so a client whose task runs late (a busy machine, a thousand clients) still
+//! gets every frame, with no gap. A client that reads slowly is stuck only in its own `send`;
+//! once it has fallen more than [`CLIENT_BACKLOG`] texts behind it skips straight to the
+//! newest, so it never holds up the sink or the other clients, and the sink never waits on a
+//! client. A client that connects gets the current frame at once, without waiting for the
+//! next one. A client whose socket accepts nothing for 10 s is dropped without a close frame
+//! (counted as an error of the sink). Until then the kernel's socket buffers hold what it did
+//! not read (on loopback up to `net.ipv4.tcp_wmem`'s maximum, several MiB).
 //!
 //! Documents are serialized lazily and cached until the next change (see [`crate::documents`]).
 //!
@@ -64,7 +68,7 @@ use pitwall_api::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use crate::documents::SessionDocuments;
@@ -79,6 +83,9 @@ pub const CLOSE_UNKNOWN_SESSION: u16 = 4004;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Nobody legitimate sends the server anything big: the firmware only listens.
 const MAX_INCOMING_MESSAGE: usize = 64 * 1024;
+/// How many texts a client may fall behind (3.2 s of frames at 10 a second) before it skips
+/// to the newest.
+pub const CLIENT_BACKLOG: usize = 32;
 
 /// Options of the `cardputer` sink.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -221,10 +228,42 @@ enum Latest {
     Closed,
 }
 
+/// One published [`Latest`], numbered so a client never sends one twice.
+#[derive(Clone, Debug, Default)]
+struct Published {
+    seq: u64,
+    latest: Latest,
+}
+
 /// One session as the handlers see it.
 struct SessionHub {
     documents: Mutex<SessionDocuments>,
-    frames: watch::Sender<Latest>,
+    /// The newest [`Published`]: what a client that connects (or skips ahead) sends first.
+    current: watch::Sender<Published>,
+    /// Every [`Published`] in order, the last [`CLIENT_BACKLOG`] of them kept.
+    stream: broadcast::Sender<Published>,
+}
+
+impl SessionHub {
+    fn new() -> Self {
+        Self {
+            documents: Mutex::new(SessionDocuments::new()),
+            current: watch::channel(Published::default()).0,
+            stream: broadcast::channel(CLIENT_BACKLOG).0,
+        }
+    }
+
+    /// Publish `latest` to every client, after everything published before.
+    fn publish(&self, latest: Latest) {
+        let mut published = Published::default();
+        self.current.send_modify(|current| {
+            current.seq += 1;
+            current.latest = latest;
+            published = current.clone();
+        });
+        // No client connected is not an error.
+        let _ = self.stream.send(published);
+    }
 }
 
 struct Shared {
@@ -249,8 +288,6 @@ impl Shared {
 /// What only the sink task knows about a session.
 struct SessionState {
     hub: Arc<SessionHub>,
-    /// The newest frame of the batch being applied: only it is formatted and published.
-    pending: Option<Arc<Frame>>,
     last_t_ms: Option<i64>,
     last_frame_at: Option<Instant>,
     /// When the session's `session_end` arrived; `None` while it runs.
@@ -275,7 +312,7 @@ impl SessionState {
     fn publish(&mut self, text: String) {
         let text = Utf8Bytes::from(text);
         self.last_text = Some(text.clone());
-        self.hub.frames.send_replace(Latest::Text(text));
+        self.hub.publish(Latest::Text(text));
     }
 }
 
@@ -342,11 +379,7 @@ impl CardputerSink {
     /// The state of `key`, creating it (and making it servable) on first sight.
     fn session(&mut self, key: &SessionKey) -> &mut SessionState {
         self.sessions.entry(key.clone()).or_insert_with(|| {
-            let (frames, _) = watch::channel(Latest::Nothing);
-            let hub = Arc::new(SessionHub {
-                documents: Mutex::new(SessionDocuments::new()),
-                frames,
-            });
+            let hub = Arc::new(SessionHub::new());
             self.shared
                 .sessions
                 .write()
@@ -355,7 +388,6 @@ impl CardputerSink {
             tracing::debug!(session_key = %key, "serving session");
             SessionState {
                 hub,
-                pending: None,
                 last_t_ms: None,
                 last_frame_at: None,
                 ended_at: None,
@@ -386,7 +418,8 @@ impl CardputerSink {
                     }
                     session.last_t_ms = Some(frame.t_ms);
                     session.last_frame_at = Some(now);
-                    session.pending = Some(frame.clone());
+                    // Every frame, in order: a client that keeps up misses none.
+                    session.publish(frame_text(frame));
                 }
                 Record::SessionEnd(_) => {
                     if session.ended_at.is_none() {
@@ -401,12 +434,6 @@ impl CardputerSink {
                         .unwrap_or_else(|e| e.into_inner())
                         .apply(event.time_ns, record);
                 }
-            }
-        }
-        // Only the newest frame of a batch is worth formatting: clients skip to it anyway.
-        for session in self.sessions.values_mut() {
-            if let Some(frame) = session.pending.take() {
-                session.publish(frame_text(&frame));
             }
         }
     }
@@ -429,21 +456,16 @@ impl CardputerSink {
                 Some(text) => Latest::Text(text.clone()),
                 None => Latest::Nothing,
             };
-            session.hub.frames.send_if_modified(|current| {
-                if matches!(current, Latest::Closed) {
-                    *current = latest;
-                    true
-                } else {
-                    false
-                }
-            });
+            if matches!(session.hub.current.borrow().latest, Latest::Closed) {
+                session.hub.publish(latest);
+            }
         }
     }
 
     /// Tell every client to close, and give them a moment to finish the handshake.
     async fn close_clients(&mut self) {
         for session in self.sessions.values() {
-            session.hub.frames.send_replace(Latest::Closed);
+            session.hub.publish(Latest::Closed);
         }
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while self.shared.clients.connected() > 0 && Instant::now() < deadline {
@@ -534,24 +556,41 @@ enum Next {
     Stop,
 }
 
-/// Send the newest frame each time it changes, until either side closes.
+/// Send every published text in order (skipping to the newest after falling more than
+/// [`CLIENT_BACKLOG`] behind), until either side closes.
 async fn serve_client(mut socket: WebSocket, hub: Arc<SessionHub>, metrics: Arc<ComponentMetrics>) {
-    let mut frames = hub.frames.subscribe();
+    // Subscribe before reading the current text: whatever is published after it is in the
+    // ring, and what is in both is recognised by its number.
+    let mut stream = hub.stream.subscribe();
+    let current = hub.current.subscribe();
+    // The hub's senders must not outlive the sink because of a client.
     drop(hub);
     // The current frame at once: a new device draws the cars without waiting.
-    let current = frames.borrow_and_update().clone();
-    if let Next::Stop = deliver(&mut socket, current, &metrics).await {
+    let now = current.borrow().clone();
+    let mut sent = now.seq;
+    if let Next::Stop = deliver(&mut socket, now.latest, &metrics).await {
         return;
     }
     loop {
         tokio::select! {
-            changed = frames.changed() => {
-                if changed.is_err() {
-                    close(&mut socket, 1001, "going away").await;
-                    return;
+            published = stream.recv() => {
+                let next = match published {
+                    Ok(next) => next,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Too far behind: skip to the newest.
+                        stream = stream.resubscribe();
+                        current.borrow().clone()
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        close(&mut socket, 1001, "going away").await;
+                        return;
+                    }
+                };
+                if next.seq <= sent {
+                    continue;
                 }
-                let latest = frames.borrow_and_update().clone();
-                if let Next::Stop = deliver(&mut socket, latest, &metrics).await {
+                sent = next.seq;
+                if let Next::Stop = deliver(&mut socket, next.latest, &metrics).await {
                     return;
                 }
             }

@@ -10,7 +10,7 @@ use common::{next_message, next_text, start, Client};
 use pitwall_api::record::*;
 use pitwall_api::testing::{build_context, parse_config};
 use pitwall_api::{ComponentConfig, Event, Record};
-use pitwall_web::cardputer::CardputerConfig;
+use pitwall_web::cardputer::{CardputerConfig, CLIENT_BACKLOG};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -442,13 +442,15 @@ async fn frames_parse_like_the_firmware_and_new_clients_get_the_current_one() {
         vec![(44, 13, -3, 1), (1, -1001, 2000, 2), (81, 0, 0, 0)]
     );
 
-    // Several frames in one batch: clients skip to the newest.
+    // Several frames in one batch: each is sent, in order.
     running
         .push(vec![
             frame(1300, &[(44, 14.0, -3.0, 1)]),
             frame(1400, &[(44, 15.0, -2.0, 1)]),
         ])
         .await;
+    let text = next_text(&mut early, T).await;
+    assert_eq!(parse_like_firmware(&text), (1300, vec![(44, 14, -3, 1)]));
     let text = next_text(&mut early, T).await;
     assert_eq!(parse_like_firmware(&text), (1400, vec![(44, 15, -2, 1)]));
 
@@ -470,6 +472,38 @@ async fn frames_parse_like_the_firmware_and_new_clients_get_the_current_one() {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4004),
         other => panic!("expected a close frame, got {other:?}"),
     }
+    running.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_within_the_backlog_gets_every_frame_and_further_behind_skips_ahead() {
+    let running = start::<CardputerConfig>(&format!("session_key = \"{SESSION}\""), PROBE).await;
+    let mut client = running.connect(SESSION).await;
+    let car = [(44, 1.0, 1.0, 1)];
+    // A backlog's worth of frames published at once: the client gets each, in order.
+    let backlog = CLIENT_BACKLOG as i64;
+    running
+        .push((1..=backlog).map(|t| frame(t * 100, &car)).collect())
+        .await;
+    for t in 1..=backlog {
+        let (clock, _) = parse_like_firmware(&next_text(&mut client, T).await);
+        assert_eq!(clock, t * 100);
+    }
+    // Ten times that at once: the client falls behind and skips to the newest.
+    let far = 10 * backlog;
+    let start_ms = 100_000;
+    running
+        .push((1..=far).map(|t| frame(start_ms + t * 100, &car)).collect())
+        .await;
+    let mut clocks = Vec::new();
+    while clocks.last() != Some(&(start_ms + far * 100)) {
+        clocks.push(parse_like_firmware(&next_text(&mut client, T).await).0);
+    }
+    assert!(clocks.windows(2).all(|w| w[1] > w[0]), "{clocks:?}");
+    assert!(
+        clocks.len() < far as usize,
+        "a client {far} frames behind skipped none"
+    );
     running.finish().await.unwrap();
 }
 
