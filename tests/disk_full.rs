@@ -396,7 +396,7 @@ flush_interval_ms = 100
     let second = t_ns(&workspace.path("tmpfs-copy").join(&names[1]));
     let a = first.len() as u64;
     assert!(
-        a >= GROUP && a % GROUP == 0 && a < BEFORE,
+        a >= GROUP && a.is_multiple_of(GROUP) && a < BEFORE,
         "the repaired file holds whole row groups written before the disk filled: {a} rows"
     );
     assert_eq!(

@@ -69,7 +69,8 @@
 //! that is killed (SIGKILL, power loss) leaves its open files without footers: their rows are
 //! on disk but no reader finds them, and the rows still buffered are gone. `roll_interval_s`
 //! bounds that: every kind's file is closed (its buffered rows written as a row group, however
-//! small) at most that long after its first row, and the kind goes on in a new file. The
+//! small) at the first batch arriving that long after its first row, and the kind goes on in
+//! a new file. The
 //! price: more and smaller files and row groups (less compression, slower scans, a footer
 //! each). Recordings that must survive a crash should also go to `proto_record` (`.pb.gz`),
 //! which is flushed every `flush_interval_ms` and readable up to the cut, and can be converted
@@ -134,9 +135,10 @@ pub struct ParquetConfig {
     /// Column compression.
     #[serde(default)]
     pub compression: ParquetCompression,
-    /// Close each kind's file at most this many seconds after its first row (buffered rows
-    /// written first) and go on in a new one: a killed process then loses at most this much
-    /// (a file is readable only once closed). Default: one file per kind per run.
+    /// Close each kind's file once this many seconds have passed since its first row
+    /// (checked as batches arrive; buffered rows are written first) and go on in a new one:
+    /// a killed process then loses about this much at most (a Parquet file is readable only
+    /// once closed). Default: one file per kind per run.
     #[serde(default)]
     pub roll_interval_s: Option<u64>,
 }
