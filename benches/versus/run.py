@@ -519,8 +519,15 @@ text = "GO"
     for n in browsers:
         ours, theirs = results[("pitwall", n)], results[("recreation", n)]
         name = f"gate → browser, 1 + {n} browsers"
-        table.add(name, "latency p50, ms", ours["p50_ms"], theirs["p50_ms"], "lower", "{:.2f}")
-        table.add(name, "latency p99, ms", ours["p99_ms"], theirs["p99_ms"], "lower", "{:.2f}")
+        table.add(name, "to the first browser connected, p50 ms", ours["p50_ms"],
+                  theirs["p50_ms"], "lower", "{:.2f}")
+        table.add(name, "to the first browser connected, p99 ms", ours["p99_ms"],
+                  theirs["p99_ms"], "lower", "{:.2f}")
+        if n:
+            table.add(name, "until every browser has it, p50 ms", ours["all_p50_ms"],
+                      theirs["all_p50_ms"], "lower", "{:.2f}")
+            table.add(name, "until every browser has it, p99 ms", ours["all_p99_ms"],
+                      theirs["all_p99_ms"], "lower", "{:.2f}")
 
 
 class Watcher:

@@ -6,7 +6,9 @@ Connects the measuring browser first, then `browsers` other browsers in a separa
 (ws_clients.py --hold, reading everything as pages do), sends `start`, waits for
 `start_race`, then publishes `gates` light-gate messages (QoS 0, empty payload, lanes 1 and
 2 in turn, 5 ms apart) and times each from the publish call to the `lap_finish` message at
-the measuring browser. Prints one JSON object with the latencies in ms.
+the measuring browser, and to the moment the last of all browsers has it (arrival times
+are time.monotonic(), one clock for every process). Prints one JSON object with the
+latencies in ms.
 """
 
 import argparse
@@ -63,7 +65,10 @@ async def main():
                 "--count",
                 str(args.browsers),
                 "--hold",
+                "--stamp",
+                '"lap_finish"',
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -80,18 +85,36 @@ async def main():
             await wait_for(ws, "start_race")
             await asyncio.sleep(0.2)
             latencies = []
+            sent_at, received_at = [], []
             for i in range(args.gates):
                 await asyncio.sleep(0.005)
                 lane = 1 + i % 2
-                sent = time.perf_counter()
+                sent = time.monotonic()
                 await gate.publish(f"carrera/track{lane}/finish", payload=b"", qos=0)
                 await wait_for(ws, "lap_finish")
-                latencies.append((time.perf_counter() - sent) * 1e3)
+                now = time.monotonic()
+                latencies.append((now - sent) * 1e3)
+                sent_at.append(sent)
+                received_at.append(now)
+            await asyncio.sleep(0.5)
             await ws.send("stop")
             await wait_for(ws, "race_finished")
-    finally:
+        every = latencies
         if others is not None:
+            others.stdin.write("done\n")
+            others.stdin.flush()
+            stamps = json.loads(others.stdout.readline())["stamps"]
+            if any(len(s) != args.gates for s in stamps):
+                counts = sorted({len(s) for s in stamps})
+                raise RuntimeError(f"other browsers got {counts} lap_finish, not {args.gates}")
+            every = [
+                (max([received_at[i]] + [s[i] for s in stamps]) - sent_at[i]) * 1e3
+                for i in range(args.gates)
+            ]
+    finally:
+        if others is not None and others.poll() is None:
             others.kill()
+        if others is not None:
             others.wait()
         await ws.close()
     common.emit(
@@ -101,6 +124,8 @@ async def main():
             "p50_ms": common.percentile(latencies, 0.5),
             "p99_ms": common.percentile(latencies, 0.99),
             "max_ms": max(latencies),
+            "all_p50_ms": common.percentile(every, 0.5),
+            "all_p99_ms": common.percentile(every, 0.99),
         }
     )
 

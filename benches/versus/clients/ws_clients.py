@@ -5,8 +5,10 @@
 Connects `count` clients (no compression: the Cardputer firmware offers none; no pings),
 waits `warmup` seconds, then counts the messages every client receives for `duration`
 seconds while sampling the CPU time and RSS of the server process `pid`. Prints one JSON
-object. With --hold it only connects, prints READY and reads until it is killed (the other
-browsers of the gate-latency scenario).
+object. With --hold it only connects, prints READY and reads until a line arrives on stdin
+(the other browsers of the gate-latency scenario); with --stamp TEXT it then prints, per
+client, the arrival times (time.monotonic(), comparable between processes) of the messages
+containing TEXT.
 """
 
 import argparse
@@ -27,16 +29,19 @@ class Client:
         self.count = 0
         self.first_ms = None
         self.closed = False
+        self.stamps = []
 
 
-async def run_client(url, client, connected, started):
+async def run_client(url, client, connected, started, stamp=None):
     try:
         async with connect(
             url, compression=None, ping_interval=None, max_queue=None, open_timeout=60
         ) as ws:
             if not connected.done():
                 connected.set_result(True)
-            async for _ in ws:
+            async for message in ws:
+                if stamp is not None and stamp in message:
+                    client.stamps.append(time.monotonic())
                 if client.first_ms is None:
                     client.first_ms = (time.monotonic() - started) * 1e3
                 client.count += 1
@@ -55,6 +60,7 @@ async def main():
     p.add_argument("--pid", type=int)
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--hold", action="store_true")
+    p.add_argument("--stamp")
     args = p.parse_args()
 
     clients = [Client() for _ in range(args.count)]
@@ -67,7 +73,9 @@ async def main():
         for client in clients[start : start + args.concurrency]:
             connected = loop.create_future()
             tasks.append(
-                asyncio.create_task(run_client(args.url, client, connected, time.monotonic()))
+                asyncio.create_task(
+                    run_client(args.url, client, connected, time.monotonic(), args.stamp)
+                )
             )
             waits.append(connected)
         for result in await asyncio.gather(*waits, return_exceptions=True):
@@ -76,7 +84,11 @@ async def main():
     connect_s = time.monotonic() - connect_started
     if args.hold:
         print("READY", flush=True)
-        await asyncio.gather(*tasks)
+        await loop.run_in_executor(None, sys.stdin.readline)
+        common.emit({"failed": failed, "stamps": [c.stamps for c in clients]})
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         return
 
     await asyncio.sleep(args.warmup)
