@@ -13,26 +13,29 @@
 //!
 //! # What was lost
 //!
-//! - Readers: nothing.
-//! - Never-readers, during the window: nothing either. The sink keeps no queue per client (a
-//!   `watch` channel holds only the newest frame), and a send only waits once the kernel
+//! - Readers: nothing. (Before this test the sink handed frames to clients through a
+//!   latest-only `watch` channel and formatted only the newest frame of a batch: on a busy
+//!   machine about half of 900 readers lost a frame or more in 12 s. It now publishes every
+//!   frame into a ring of the last `CLIENT_BACKLOG` (32) texts per session.)
+//! - Never-readers, during the window: nothing either. A send only waits once the kernel
 //!   stops taking bytes. On loopback the kernel's send buffer grows to `tcp_wmem`'s maximum
 //!   (4 MiB here) while a frame is about 350 bytes, so at 10 frames a second the kernel
-//!   absorbs a never-reader for many minutes: the sink never even notices it. Reading such a
-//!   client after the window yields every frame since it connected, in order, no gap; this
-//!   test asserts that, and that the sink counted no error.
+//!   absorbs a never-reader for many minutes (outside the server's VmRSS): the sink never
+//!   even notices it. Reading such a client after the window yields every frame since it
+//!   connected, in order, no gap; this test asserts that, and that the sink counted no error.
 //! - Never-readers, once the kernel's buffers are full (the sink's documented policy, in
 //!   `plugins/web/src/clients.rs` and `cardputer.rs`): the client's task waits in `send`;
-//!   frames published meanwhile are skipped (it would only get the newest when the send went
-//!   through), and after 10 s (`SEND_TIMEOUT`) of a send not completing the client is
-//!   dropped: no close frame, the socket is simply closed, and the sink counts one error.
-//!   Frames are not queued for it and nothing is dropped-oldest per client. Reaching that
-//!   point on the main job takes minutes, so the second scenario drives the same sink with a
-//!   burst of large frames (about 4 x `tcp_wmem` max in 3 s) to a few never-readers with a
-//!   small receive buffer, and asserts exactly that: each is dropped (error count = number
-//!   of never-readers) after receiving only a prefix of the burst, in order, ending without a
-//!   close frame, while a reading client on the same sink gets to the burst's last frame and
-//!   stays connected.
+//!   frames published meanwhile wait in the session's ring, and once more than 32 are
+//!   behind it would skip to the newest (nothing is queued per client). After 10 s
+//!   (`SEND_TIMEOUT`) of one send not completing the client is dropped: no close frame, the
+//!   socket is simply closed, and the sink counts one error; every frame after the ones the
+//!   kernel held is lost to it. Reaching that point on the main job takes minutes, so a
+//!   second pipeline drives the same sink with a burst of large frames (about 4 x
+//!   `tcp_wmem` max in under 3 s) to a few never-readers with a small receive buffer, and
+//!   the test asserts exactly that: each is dropped (error count = number of never-readers)
+//!   after receiving only a prefix of the burst, in order, ending without a close frame,
+//!   while a reading client of the same sink gets the burst's last frame and stays
+//!   connected.
 //!
 //! Both scenarios run at once (the burst's work ends before the window is measured) so the
 //! test stays under half a minute on a busy debug build.
