@@ -11,7 +11,7 @@ both with the same load generator on the same input, measures the server process
 way (/proc and wait4), and prints one Markdown table: scenario, metric, pitwall-flow,
 re-creation, and how many times better pitwall-flow is (below 1 it is worse).
 
-Scenarios: fanout, replay, grpc, convert, gate, reload (see README.md next to this file).
+Scenarios: fanout, replay, grpc, convert, gate, reload, rf2 (see README.md next to this file).
 Standard library only; the re-creations and load generators run under the same Python and
 need requirements.txt, which the runner installs with pip when an import fails. Linux only
 (/proc, wait4). Inputs that take a while to make (the 85-lap race, the recording) are kept
@@ -42,7 +42,7 @@ PYTHON = sys.executable
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-SCENARIOS = ["fanout", "replay", "grpc", "convert", "gate", "reload"]
+SCENARIOS = ["fanout", "replay", "grpc", "convert", "gate", "reload", "rf2"]
 IMPORTS = "fastapi, uvicorn, pandas, grpc, grpc_tools, pyarrow, websockets, aiomqtt, h2"
 
 
@@ -57,7 +57,12 @@ class Table:
         """`better` is "lower" or "higher": which way the metric improves."""
         if ours and theirs and ours == ours and theirs == theirs:
             factor = theirs / ours if better == "lower" else ours / theirs
-            ratio = f"{factor:.2f}×" if factor < 10 else f"{factor:.0f}×"
+            if factor >= 10:
+                ratio = f"{factor:.0f}×"
+            elif factor >= 0.1:
+                ratio = f"{factor:.2f}×"
+            else:
+                ratio = f"{factor:.3f}×"
         else:
             ratio = "n/a"
         row = (scenario, metric, fmt.format(ours), fmt.format(theirs), ratio)
@@ -280,7 +285,7 @@ def scenario_fanout(args, work, table):
                     ]
                 )
                 if r["connected"] < n:
-                    print(f"  warning: {side}: only {r['connected']} of {n} clients connected")
+                    raise RuntimeError(f"{side}: {r['connected']} of {n} clients connected")
                 r["idle_kib"] = idle_kib
                 results[(side, n)] = r
                 time.sleep(2.0)
@@ -608,6 +613,53 @@ flush_every_ms = 0
               results["pitwall_edit_gap"], results["recreation_gap"], "lower", "{:.0f}")
     table.add(name, "restart → first frame to a new client, ms (both restarted)",
               ms["pitwall_restart"], ms["recreation_restart"], "lower", "{:.0f}")
+
+
+def scenario_rf2(args, work, table):
+    """rF2 player telemetry as JSON over WebSocket at 10 Hz to N clients."""
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else work
+    buffers = Path(tempfile.mkdtemp(prefix="versus-rf2-", dir=shm))
+    counts = [int(n) for n in args.clients.split(",")]
+    results = {}
+    try:
+        with Server([PYTHON, str(CLIENTS / "rf2_game.py"), str(buffers)], work / "rf2-game.log"):
+            time.sleep(1.0)
+            for side in ("pitwall", "recreation"):
+                port = common.free_port()
+                if side == "pitwall":
+                    # pipelines/rf2-websocket.toml with the buffers and the port changed.
+                    text = (REPO / "pipelines" / "rf2-websocket.toml").read_text()
+                    text = text.replace('dir = "/dev/shm"', f'dir = "{buffers}"')
+                    text = text.replace("${RF2_WS_ADDRESS:-127.0.0.1:8080}", f"127.0.0.1:{port}")
+                    # The sink's default limit is 256 clients.
+                    text = text.replace('path = "/"', 'path = "/"\nmax_clients = 2048')
+                    argv = pitwall(write(work / "rf2.toml", text))
+                else:
+                    argv = [PYTHON, str(RECREATIONS / "rf2" / "websocket_server.py"),
+                            "--dir", str(buffers), "--host", "127.0.0.1", "--port", str(port)]
+                with Server(argv, work / f"rf2-{side}.log") as server:
+                    common.wait_port(port, 60, server.proc)
+                    time.sleep(1.0)
+                    for n in counts:
+                        r = results[(side, n)] = run_json(
+                            [PYTHON, str(CLIENTS / "ws_clients.py"),
+                             "--url", f"ws://127.0.0.1:{port}/", "--count", str(n),
+                             "--warmup", str(args.warmup), "--duration", str(args.duration),
+                             "--pid", str(server.pid)])
+                        if r["connected"] < n:
+                            raise RuntimeError(f"{side}: {r['connected']} of {n} connected")
+                        time.sleep(1.0)
+    finally:
+        shutil.rmtree(buffers, ignore_errors=True)
+    for n in counts:
+        ours, theirs = results[("pitwall", n)], results[("recreation", n)]
+        name = f"rF2 JSON WebSocket, {n} clients"
+        table.add(name, "server CPU, % of one core", ours["server_cpu_pct"],
+                  theirs["server_cpu_pct"], "lower")
+        table.add(name, "server RSS, MiB", ours["server_rss_kib"] / 1024,
+                  theirs["server_rss_kib"] / 1024, "lower")
+        table.add(name, "messages/s received per client (mean)", ours["rate_mean"],
+                  theirs["rate_mean"], "higher", "{:.2f}")
 
 
 # -- main ------------------------------------------------------------------------------------
