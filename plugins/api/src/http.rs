@@ -131,6 +131,7 @@ impl axum::serve::Listener for LimitedListener {
         };
         let (stream, peer) = axum::serve::Listener::accept(&mut self.inner).await;
         let _ = stream.set_nodelay(true);
+        limit_unsent_bytes(&stream);
         (
             Permitted {
                 io: stream,
@@ -144,6 +145,37 @@ impl axum::serve::Listener for LimitedListener {
         self.inner.local_addr()
     }
 }
+
+/// Bytes a connection may have waiting in the kernel, not yet sent, before a write waits.
+/// Linux grows a socket's send buffer to megabytes for a peer that stopped reading, which
+/// would hide a slow device from the sinks for minutes while it falls minutes behind;
+/// bounded, the WebSocket sinks see the back-pressure within seconds and skip such a
+/// client ahead to the newest frame (or drop it) instead. Fast peers are not slowed: the
+/// kernel asks for more as soon as the queue drains below this.
+pub const MAX_UNSENT_BYTES: usize = 16 * 1024;
+
+#[cfg(target_os = "linux")]
+fn limit_unsent_bytes(stream: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let value = MAX_UNSENT_BYTES as libc::c_int;
+    // SAFETY: the descriptor is an open TCP socket owned by `stream` for the whole call,
+    // and the option value is a c_int of the size passed.
+    let failed = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } != 0;
+    if failed {
+        tracing::debug!(error = %io::Error::last_os_error(), "TCP_NOTSENT_LOWAT not set");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn limit_unsent_bytes(_stream: &tokio::net::TcpStream) {}
 
 /// A connection that gives its permit back when it closes.
 struct Permitted<T> {

@@ -13,6 +13,7 @@ use pitwall_api::{ComponentConfig, Event, Record};
 use pitwall_web::cardputer::{CardputerConfig, CLIENT_BACKLOG};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::MaybeTlsStream as MaybeTls;
 
 const SESSION: &str = "9158";
 const PROBE: &str = "/session/probe/drivers";
@@ -623,6 +624,52 @@ async fn a_client_that_never_reads_does_not_delay_others() {
         "stalled client took {stalled_sent} frames, reader {seen}"
     );
     drop(stalled);
+    running.finish().await.unwrap();
+}
+
+/// A handheld on weak Wi-Fi reads slower than frames come. The frames it does read must
+/// stay close to the newest: the kernel may queue only a little unsent data per socket
+/// (`pitwall_api::http::MAX_UNSENT_BYTES`), so the sink feels the back-pressure and skips
+/// the client ahead (`CLIENT_BACKLOG`) instead of queueing minutes of old frames in a send
+/// buffer Linux would otherwise grow to megabytes. Lost: the frames skipped, by design.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_device_is_skipped_ahead_instead_of_falling_behind() {
+    let running = start::<CardputerConfig>(&format!("session_key = \"{SESSION}\""), PROBE).await;
+    // A small receive window, like a microcontroller's TCP stack.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(running.address).await.unwrap();
+    let url = format!("ws://{}/ws/{SESSION}", running.address);
+    let (mut device, _) = tokio_tungstenite::client_async(url, MaybeTls::Plain(stream))
+        .await
+        .expect("WebSocket connects");
+    // ~2 KB frames at 20 per second; the device reads 4 per second.
+    const FRAMES: i64 = 240;
+    let cars: Vec<(u32, f64, f64, u32)> = (0..100)
+        .map(|i| (i, -12345.0 + i as f64, 23456.0, i % 20 + 1))
+        .collect();
+    let pushing = {
+        let input = running.input.clone();
+        tokio::spawn(async move {
+            for n in 1..=FRAMES {
+                let batch = Arc::new(vec![frame(n * 100, &cars)]);
+                input.push(batch, pitwall_api::WhenFull::Block).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let mut last_read = 0;
+    while !pushing.is_finished() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        last_read = parse_like_firmware(&next_text(&mut device, T).await).0 / 100;
+    }
+    let behind = FRAMES - last_read;
+    println!("the slow device read frame {last_read} when frame {FRAMES} was the newest");
+    // Without the bound it would be ~180 frames behind (it read 48 of 240, in order).
+    assert!(
+        behind <= 2 * CLIENT_BACKLOG as i64,
+        "the slow device fell {behind} frames behind"
+    );
     running.finish().await.unwrap();
 }
 
