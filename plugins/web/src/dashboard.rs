@@ -19,9 +19,9 @@
 //! # Why it is shaped like this
 //!
 //! Every message matters here (a missed `lap_finish` is a missing lap on that screen), so
-//! unlike the `cardputer` sink (which skips a client that fell far behind to the newest frame)
-//! there is one bounded queue per client
-//! (256 messages). The sink never waits on a client: a client whose queue is full has
+//! unlike the `cardputer` sink (which skips a client that fell far behind to the newest
+//! frame) there is one bounded queue per client (256 messages). The sink never waits on a
+//! client: a client whose queue is full has
 //! stopped reading and is disconnected (counted as an error); reloading the page gets it a
 //! fresh `full_state`. A client that accepts nothing for 10 s is dropped too. A new client is
 //! registered and given its `full_state` under the same lock the sink holds while applying a
