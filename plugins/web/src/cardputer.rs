@@ -45,7 +45,7 @@
 //! finished_interval_ms = 1000       # FINISHED cadence after the session's end
 //! ```
 
-use crate::clients::{close, send_text, ClientLimit, Sent};
+use crate::clients::{close, configure, send_text, ClientLimit, Sent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -81,8 +81,6 @@ pub const WS_ROUTE: &str = "/ws/{session_key}";
 pub const CLOSE_UNKNOWN_SESSION: u16 = 4004;
 /// How long the end of `run` waits for clients to finish their close handshakes.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Nobody legitimate sends the server anything big: the firmware only listens.
-const MAX_INCOMING_MESSAGE: usize = 64 * 1024;
 /// How many texts a client may fall behind (3.2 s of frames at 10 a second) before it skips
 /// to the newest.
 pub const CLIENT_BACKLOG: usize = 32;
@@ -539,16 +537,13 @@ async fn open_socket(
             .into_response();
     };
     let hub = app.shared.hub(&session_key);
-    upgrade
-        .max_message_size(MAX_INCOMING_MESSAGE)
-        .max_frame_size(MAX_INCOMING_MESSAGE)
-        .on_upgrade(move |mut socket| async move {
-            match hub {
-                Some(hub) => serve_client(socket, hub, app.metrics).await,
-                None => close(&mut socket, CLOSE_UNKNOWN_SESSION, "unknown session").await,
-            }
-            drop(slot);
-        })
+    configure(upgrade).on_upgrade(move |mut socket| async move {
+        match hub {
+            Some(hub) => serve_client(socket, hub, app.metrics).await,
+            None => close(&mut socket, CLOSE_UNKNOWN_SESSION, "unknown session").await,
+        }
+        drop(slot);
+    })
 }
 
 enum Next {

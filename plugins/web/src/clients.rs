@@ -1,17 +1,35 @@
-//! What every WebSocket sink does with its clients: count them against `max_clients`, send
-//! them text without letting one that stopped reading hold a task forever, close cleanly.
+//! What every WebSocket sink does with its clients: size their sockets, count them against
+//! `max_clients`, send them text without letting one that stopped reading hold a task
+//! forever, close cleanly.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use pitwall_api::ComponentMetrics;
 
 /// A client that takes longer than this to accept one message has stopped reading.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a clean close waits for the client's answer.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a client may send us in one message: our clients only listen, or press a button.
+const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
+/// Bytes read from a client socket at a time. Tungstenite's default (128 KiB, allocated
+/// when the socket opens) would cost 128 KiB per connected client for nothing: clients send
+/// a few bytes, and a bigger message still arrives, over several reads.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Limits and buffer sizes for a sink's client socket. Writes are not buffered: every
+/// message goes out at once (live frames, laps) and nothing is kept per idle client.
+pub(crate) fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .max_message_size(MAX_INCOMING_MESSAGE)
+        .max_frame_size(MAX_INCOMING_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+}
 
 /// What became of one send.
 #[derive(Debug, PartialEq, Eq)]

@@ -39,7 +39,7 @@
 //! max_clients = 64                  # WebSocket clients at once; more get HTTP 503
 //! ```
 
-use crate::clients::{close, send_text, ClientLimit, Sent};
+use crate::clients::{close, configure, send_text, ClientLimit, Sent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -79,8 +79,6 @@ const COMMAND_QUEUE: usize = 64;
 /// The commands a browser may send.
 pub const COMMANDS: &[&str] = &["start", "stop", "reset"];
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Browsers only send short words.
-const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
 
 /// Options of the `dashboard` sink.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -365,13 +363,10 @@ async fn open_socket(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> 
         )
             .into_response();
     };
-    upgrade
-        .max_message_size(MAX_INCOMING_MESSAGE)
-        .max_frame_size(MAX_INCOMING_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            serve_client(socket, app).await;
-            drop(slot);
-        })
+    configure(upgrade).on_upgrade(move |socket| async move {
+        serve_client(socket, app).await;
+        drop(slot);
+    })
 }
 
 async fn serve_client(mut socket: WebSocket, app: AppState) {

@@ -88,15 +88,13 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::clients::{close, send_text, ClientLimit, Sent};
+use crate::clients::{close, configure, send_text, ClientLimit, Sent};
 
 /// Messages queued per client in `each` mode before the oldest is dropped.
 pub const EACH_QUEUE: usize = 1024;
 /// Rows a table keeps at most; beyond, the least recently updated row goes.
 pub const MAX_ROWS: usize = 4096;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Clients of a broadcast have nothing to say.
-const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
 const DEFAULT_STALE_AFTER_MS: u64 = 1000;
 
 /// Options of the `json_ws` sink.
@@ -882,13 +880,10 @@ async fn open_socket(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> 
         )
             .into_response();
     };
-    upgrade
-        .max_message_size(MAX_INCOMING_MESSAGE)
-        .max_frame_size(MAX_INCOMING_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            serve_client(socket, app).await;
-            drop(slot);
-        })
+    configure(upgrade).on_upgrade(move |socket| async move {
+        serve_client(socket, app).await;
+        drop(slot);
+    })
 }
 
 async fn serve_client(mut socket: WebSocket, app: AppState) {

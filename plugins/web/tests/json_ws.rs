@@ -245,7 +245,10 @@ async fn a_client_that_never_reads_stalls_neither_the_others_nor_the_pipeline() 
     let mut reader = running.connect_path("/").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    // 2,000 messages of 32 KiB: far more than the sleeper's socket buffers and queue hold.
+    // 2,000 messages of 32 KiB: far more than the sleeper's socket buffers and queue hold,
+    // at ~80 MB/s, a rate a reading client keeps up with even in a debug build on a busy
+    // machine (it has only its own queue to absorb a stall: the kernel queues at most
+    // `MAX_UNSENT_BYTES` unsent per socket).
     const MESSAGES: u64 = 2000;
     let pushing = {
         let input = running.input.clone();
@@ -257,7 +260,7 @@ async fn a_client_that_never_reads_stalls_neither_the_others_nor_the_pipeline() 
                 input
                     .push(Arc::new(batch), pitwall_api::WhenFull::Block)
                     .await;
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
     };
