@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use fake_openf1::{Db, Server};
+use fake_openf1::{Db, Fault, Server};
 use pitwall_api::record::{format_iso8601_ns, parse_iso8601_ns, Gap, PathKind};
 use pitwall_api::testing::{build_context, drain, parse_config, wire};
 use pitwall_api::{ComponentConfig, Event, Record, RecordKind};
@@ -866,4 +866,446 @@ async fn replays_the_simulated_sample_session() {
         );
         assert_eq!(events.last().unwrap().kind(), RecordKind::SessionEnd);
     }
+}
+
+// --- Faults of the OpenF1 server (issue 7): each test states what was lost. ---
+
+/// Log lines written while a future runs (INFO and above, plain text).
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| needles.iter().all(|n| line.contains(n)))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Run the source once (as the engine does, on the same instance), capturing its log.
+async fn run_logged(
+    component: &mut Box<dyn pitwall_api::Component>,
+    logs: &Logs,
+) -> (Result<(), String>, Vec<Event>, u64) {
+    use tracing::instrument::WithSubscriber;
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let mut wiring = wire("f1", false);
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        component.run(&mut wiring.io).with_subscriber(subscriber),
+    )
+    .await
+    .expect("the source finishes")
+    .map_err(|e| e.to_string());
+    let discarded = wiring.io.metrics.snapshot().discarded;
+    (result, drain(&wiring.output), discarded)
+}
+
+/// What "nothing lost" is measured against: the same session downloaded from a server
+/// without faults (rows of the wrong type included: `race_db` serves a driver numbered
+/// "garbage" and a car_data row whose speed is "fast"), its cache directory, replay and
+/// discarded-rows count.
+async fn clean_download() -> (tempfile::TempDir, Vec<Event>, u64) {
+    let mut db = race_db();
+    db.throttle_once.clear();
+    let server = Server::start(db).await;
+    let root = tempfile::tempdir().unwrap();
+    let (events, discarded) = replay(&config(&server.base_url(), root.path(), "")).await;
+    server.stop().await;
+    assert_eq!(discarded, 2, "the wrong-typed rows are skipped and counted");
+    (root, events, discarded)
+}
+
+/// Every file of a session's cache but the manifest, parsed, by path relative to `dir`.
+fn cache_files(dir: &Path) -> std::collections::BTreeMap<String, Value> {
+    let mut files = std::collections::BTreeMap::new();
+    for sub in ["", "location", "car_data"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() || path.ends_with(cache::MANIFEST) {
+                continue;
+            }
+            let name = path.strip_prefix(dir).unwrap().display().to_string();
+            assert!(
+                name.ends_with(".json"),
+                "only whole .json files in the cache, not {name}"
+            );
+            files.insert(
+                name,
+                serde_json::from_str(&cache::read_text(&path).unwrap()).unwrap(),
+            );
+        }
+    }
+    files
+}
+
+/// Nothing lost: the cache holds the same files with the same rows as a clean download,
+/// marked complete, and replays to the same events with the same discarded count.
+fn assert_nothing_lost(
+    root: &Path,
+    (clean_root, clean_events, clean_discarded): &(tempfile::TempDir, Vec<Event>, u64),
+    events: &[Event],
+    discarded: u64,
+) {
+    let dir = root.join("race_data_9999");
+    assert!(cache::is_complete(&dir), "the cache is marked complete");
+    let files = cache_files(&dir);
+    let clean = cache_files(&clean_root.path().join("race_data_9999"));
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        clean.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    for (name, rows) in &clean {
+        assert_eq!(&files[name], rows, "{name}: the same rows");
+    }
+    assert_eq!(events.len(), clean_events.len());
+    assert!(events == clean_events.as_slice(), "the same replay");
+    assert_eq!(discarded, *clean_discarded);
+}
+
+/// A server that accepts requests and then says nothing (twice on `laps`, once on driver
+/// 44's first `location` window), or trickles a body a byte at a time (`drivers`), with
+/// `request_timeout_s = 1`. Each stalled request is abandoned after 1 s: a document is
+/// retried with backoff, the window is split in two and its halves fetched. Every wait is
+/// a warning naming the request, never the access token.
+///
+/// Lost: nothing. The cache equals a clean download's file for file and row for row, and
+/// replays to the same events; the download took a few seconds longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_server_costs_seconds_and_no_data() {
+    let clean = clean_download().await;
+    let mut db = race_db();
+    db.throttle_once.clear();
+    db.credentials = Some(("fan@example.com".into(), "s3cret".into()));
+    db.fault("laps?", Fault::Stall, Some(2));
+    db.fault("drivers?", Fault::Trickle, Some(1));
+    db.fault(
+        "location?session_key=9999&driver_number=44&",
+        Fault::Stall,
+        Some(1),
+    );
+    let server = Server::start(db).await;
+    let root = tempfile::tempdir().unwrap();
+    let config = config(
+        &server.base_url(),
+        root.path(),
+        "request_timeout_s = 1.0\nusername = \"fan@example.com\"\npassword = \"s3cret\"",
+    );
+    let mut component = config.build(&build_context("f1", ".")).unwrap();
+    let logs = Logs::default();
+    let started = std::time::Instant::now();
+    let (result, events, discarded) = run_logged(&mut component, &logs).await;
+    let elapsed = started.elapsed();
+    result.expect("the download outlasts the stalls");
+
+    let requests = server.requests();
+    let faulted = server.db.lock().unwrap().faulted.clone();
+    assert_eq!(faulted.len(), 4, "{faulted:?}");
+    assert_eq!(
+        requests.iter().filter(|r| r.starts_with("laps?")).count(),
+        3,
+        "two stalls, then retried"
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with("drivers?"))
+            .count(),
+        2,
+        "one trickle, then retried"
+    );
+    // The stalled 5-minute window was split, not retried as it was.
+    let first_window: Vec<&String> = requests
+        .iter()
+        .filter(|r| {
+            r.starts_with("location?session_key=9999&driver_number=44&")
+                && r.contains(&format!("date>={}", iso(T0)))
+        })
+        .collect();
+    assert_eq!(first_window.len(), 2, "{first_window:?}");
+    assert!(first_window[0].ends_with(&format!("date<{}", iso(T0 + 300 * S))));
+    assert!(first_window[1].ends_with(&format!("date<{}", iso(T0 + 150 * S))));
+    // Three stalls in sequence (laps twice, drivers once) cost a second each plus backoff,
+    // the window's stall ran alongside: seconds, not the default 90 s each.
+    assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}");
+
+    // The waits are in the log, with the request and not the token.
+    let retries = logs.lines_with(&[
+        "WARN",
+        "openf1: request failed; retrying",
+        "/v1/laps?session_key=9999",
+        "no complete answer within 1 s (option request_timeout_s)",
+        "retry_in_ms=",
+    ]);
+    assert_eq!(retries.len(), 2, "{}", logs.text());
+    assert_eq!(
+        logs.lines_with(&["WARN", "/v1/drivers?session_key=9999", "within 1 s"])
+            .len(),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        logs.lines_with(&[
+            "WARN",
+            "window too slow; splitting it in two",
+            "/v1/location?session_key=9999&driver_number=44&"
+        ])
+        .len(),
+        1,
+        "{}",
+        logs.text()
+    );
+    let text = logs.text();
+    assert!(
+        !text.contains("token-") && !text.contains("s3cret"),
+        "{text}"
+    );
+
+    assert_nothing_lost(root.path(), &clean, &events, discarded);
+    server.stop().await;
+}
+
+/// 200 answers that are not rows: an HTML error page (`drivers`), JSON cut short (`laps`
+/// twice, driver 1's first `car_data` window), an object instead of the array (the first
+/// `sessions` request and `stints`). Each is taken for a transient proxy fault: logged,
+/// retried with backoff, never stored. Rows of the wrong type inside a valid array (the
+/// "garbage" driver, the "fast" speed) are stored as served and skipped and counted by the
+/// replay, as in the clean download.
+///
+/// Lost: nothing. The cache equals a clean download's and replays to the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_garbage_answers_are_retried_and_never_stored() {
+    let clean = clean_download().await;
+    let mut db = race_db();
+    db.throttle_once.clear();
+    db.fault("sessions?session_key=9999", Fault::Object, Some(1));
+    db.fault("drivers?", Fault::Html, Some(1));
+    db.fault("laps?", Fault::Truncated, Some(2));
+    db.fault("stints?", Fault::Object, Some(1));
+    db.fault(
+        "car_data?session_key=9999&driver_number=1&",
+        Fault::Truncated,
+        Some(1),
+    );
+    let server = Server::start(db).await;
+    let root = tempfile::tempdir().unwrap();
+    let config = config(&server.base_url(), root.path(), "");
+    let mut component = config.build(&build_context("f1", ".")).unwrap();
+    let logs = Logs::default();
+    let (result, events, discarded) = run_logged(&mut component, &logs).await;
+    result.expect("the download outlasts the garbage");
+
+    let requests = server.requests();
+    assert_eq!(server.db.lock().unwrap().faulted.len(), 6);
+    let count = |prefix: &str| requests.iter().filter(|r| r.starts_with(prefix)).count();
+    assert_eq!(count("sessions?session_key=9999"), 2);
+    assert_eq!(count("drivers?"), 2);
+    assert_eq!(count("laps?"), 3);
+    assert_eq!(count("stints?"), 2);
+    let warned = |needles: &[&str]| {
+        let mut needles = needles.to_vec();
+        needles.extend(["WARN", "openf1: request failed; retrying", "retry_in_ms="]);
+        logs.lines_with(&needles).len()
+    };
+    assert_eq!(
+        warned(&["/v1/drivers?session_key=9999", "not JSON", "<html>"]),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        warned(&["/v1/laps?session_key=9999", "JSON cut short"]),
+        2,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        warned(&[
+            "/v1/stints?session_key=9999",
+            "wrong shape (an object, not an array)"
+        ]),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        warned(&[
+            "/v1/car_data?session_key=9999&driver_number=1&",
+            "cut short"
+        ]),
+        1
+    );
+
+    assert_nothing_lost(root.path(), &clean, &events, discarded);
+    server.stop().await;
+}
+
+/// Connections closed by the server after half of the body, whose headers announced all of
+/// it (`laps` once, driver 16's first two `location` windows). reqwest reports the short
+/// body; the request is retried with backoff like any broken connection.
+///
+/// Lost: nothing. The cache equals a clean download's and replays to the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_body_is_retried() {
+    let clean = clean_download().await;
+    let mut db = race_db();
+    db.throttle_once.clear();
+    db.fault("laps?", Fault::DropMidBody, Some(1));
+    db.fault(
+        "location?session_key=9999&driver_number=16&",
+        Fault::DropMidBody,
+        Some(2),
+    );
+    let server = Server::start(db).await;
+    let root = tempfile::tempdir().unwrap();
+    let config = config(&server.base_url(), root.path(), "");
+    let mut component = config.build(&build_context("f1", ".")).unwrap();
+    let logs = Logs::default();
+    let (result, events, discarded) = run_logged(&mut component, &logs).await;
+    result.expect("the download outlasts the dropped connections");
+
+    let requests = server.requests();
+    assert_eq!(server.db.lock().unwrap().faulted.len(), 3);
+    assert_eq!(
+        requests.iter().filter(|r| r.starts_with("laps?")).count(),
+        2
+    );
+    let first_window = requests
+        .iter()
+        .filter(|r| {
+            r.starts_with("location?session_key=9999&driver_number=16&")
+                && r.contains(&format!("date>={}", iso(T0)))
+        })
+        .count();
+    assert_eq!(first_window, 3, "dropped twice, then retried as it was");
+    let dropped = logs.lines_with(&["WARN", "openf1: request failed; retrying", "/v1/laps?"]);
+    assert_eq!(dropped.len(), 1, "{}", logs.text());
+    assert!(
+        dropped[0].contains("body")
+            && dropped[0].contains("end of file before message length reached"),
+        "{}",
+        dropped[0]
+    );
+
+    assert_nothing_lost(root.path(), &clean, &events, discarded);
+    server.stop().await;
+}
+
+/// A proxy that answers every request for driver 44's `car_data` with an HTML page. After 4
+/// attempts the download fails with an error naming the endpoint and the query; the files
+/// already fetched are whole, the failed series is absent and no manifest is written, so
+/// the cache is not taken for complete. The next run (the engine restarts the source on
+/// the same instance) fetches only what is missing once the proxy recovers.
+///
+/// Lost: nothing, once the fault clears: the resumed cache equals a clean download's and
+/// replays to the same events. While the fault lasts, nothing is replayed at all (no
+/// partial session is ever replayed as if whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_garbage_fails_clearly_and_the_next_run_resumes() {
+    let clean = clean_download().await;
+    let mut db = race_db();
+    db.throttle_once.clear();
+    db.fault(
+        "car_data?session_key=9999&driver_number=44&",
+        Fault::Html,
+        None,
+    );
+    let server = Server::start(db).await;
+    let root = tempfile::tempdir().unwrap();
+    let config = config(&server.base_url(), root.path(), "");
+    let mut component = config.build(&build_context("f1", ".")).unwrap();
+    let logs = Logs::default();
+    let (result, events, _) = run_logged(&mut component, &logs).await;
+    let error = result.expect_err("a fault that outlasts the retries fails the download");
+    assert!(
+        error.contains("/v1/car_data?session_key=9999&driver_number=44&date>=")
+            && error.contains("HTTP 200, but the body is not a JSON array of rows: not JSON"),
+        "{error}"
+    );
+    assert!(
+        events.is_empty(),
+        "nothing replayed from an incomplete cache"
+    );
+    let requests = server.requests();
+    let hit = requests
+        .iter()
+        .filter(|r| r.starts_with("car_data?session_key=9999&driver_number=44&"))
+        .count();
+    assert_eq!(hit, 4, "4 attempts for a garbage answer");
+    assert_eq!(
+        logs.lines_with(&["WARN", "openf1: giving up on the request", "attempt=4"])
+            .len(),
+        1,
+        "{}",
+        logs.text()
+    );
+
+    let dir = root.path().join("race_data_9999");
+    assert!(!dir.join(cache::MANIFEST).exists(), "no manifest");
+    assert!(!cache::is_complete(&dir));
+    assert!(!dir.join("car_data/44.json").exists(), "no half series");
+    let kept = cache_files(&dir); // also: only whole .json files, no .part left behind
+    for name in cache::DOCUMENTS {
+        assert!(kept.contains_key(&format!("{name}.json")), "{name} kept");
+    }
+
+    // The proxy recovers; the source runs again and fetches only what is missing.
+    server.db.lock().unwrap().faults.clear();
+    let before = requests.len();
+    let (result, events, discarded) = run_logged(&mut component, &logs).await;
+    result.expect("the resumed download succeeds");
+    let resumed = server.requests()[before..].to_vec();
+    assert!(
+        resumed
+            .iter()
+            .all(|r| r.starts_with("location?") || r.starts_with("car_data?")),
+        "documents are not fetched again: {resumed:?}"
+    );
+    for name in kept.keys() {
+        if let Some(series) = name.strip_suffix(".json").filter(|n| n.contains('/')) {
+            let (endpoint, driver) = series.split_once('/').unwrap();
+            let prefix = format!("{endpoint}?session_key=9999&driver_number={driver}&");
+            assert!(
+                !resumed.iter().any(|r| r.starts_with(&prefix)),
+                "{series} was whole and is not fetched again"
+            );
+        }
+    }
+    assert!(resumed
+        .iter()
+        .any(|r| r.starts_with("car_data?session_key=9999&driver_number=44&")));
+    assert_nothing_lost(root.path(), &clean, &events, discarded);
+    server.stop().await;
 }

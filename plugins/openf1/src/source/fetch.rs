@@ -1,18 +1,33 @@
 //! The OpenF1 HTTP client and the session downloader.
 //!
 //! OpenF1 is a free, shared service with few guarantees (FORMATS.md 1), so the client is
-//! polite and patient:
+//! polite and patient, and trusts no answer:
 //! - a token bucket of `max_requests_per_10s` shared by every request of the source;
 //! - 429 and 5xx/gateway errors, timeouts and dropped connections are retried with
-//!   exponential backoff and jitter, waiting at least what `Retry-After` asks;
+//!   exponential backoff and jitter (up to 7 attempts), waiting at least what `Retry-After`
+//!   asks. Each retry is logged (warn; a 429 at info) with the request's URL and the wait;
+//!   URLs never carry credentials (the token travels in a header);
+//! - a request is abandoned after `request_timeout_s` (default 90 s), body included: a server
+//!   that accepts and then says nothing, or trickles the body, costs that long and no more;
+//! - a 200 whose body is not a JSON array of rows (an HTML error page from a proxy or CDN,
+//!   JSON cut short, an object where the array belongs) is taken as a transient fault and
+//!   retried like a 5xx, but only 4 attempts: one that persists fails with an error naming
+//!   the URL (endpoint and query) and what was wrong with the body. Rows of the wrong shape
+//!   *inside* a valid array are not the client's business: they are stored as served and the
+//!   cache loader skips and counts them ([`super::rows`]);
 //! - an empty result comes back as HTTP 404 `{"detail":"No results found."}`: that is `[]`;
 //! - `location` and `car_data` are fetched per driver in windows (`date>=A&date<B`); a window
-//!   the server refuses with a 5xx is split in two instead of being retried as it is;
+//!   the server refuses with a 5xx, or that times out, is split in two instead of being
+//!   retried as it is (a too-wide query fails with either, FORMATS.md 1);
 //! - with credentials, a bearer token from `POST {root}/token` (`expires_in` is a string) is
 //!   sent and renewed a minute before it expires. Credentials never appear in logs or errors.
 //!
-//! The downloader writes each file of the cache atomically and the manifest last, skipping
-//! files that are already there, so an interrupted download resumes where it stopped.
+//! The downloader writes each file of the cache atomically (a `.part` file, then a rename)
+//! and only from an answer that passed the checks above, skipping files that are already
+//! there, and writes `manifest.json` with `complete: true` last. A download that fails (a
+//! fault that outlasts the retries) therefore leaves whole files and no manifest: the cache
+//! is not replayed, and the next run (the engine restarts the source with backoff) fetches
+//! only what is missing. Nothing is lost to a fault; at worst the replay starts later.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -32,6 +47,11 @@ use super::OpenF1Config;
 
 /// Attempts per request before giving up (the first one included).
 const MAX_ATTEMPTS: u32 = 7;
+/// Attempts for a request answered 200 with a body that is not rows: a proxy or CDN fault
+/// is usually gone on the next try; one that persists is not worth minutes of waiting.
+const MAX_BAD_ANSWER_ATTEMPTS: u32 = 4;
+/// Connecting may take this long at most (or `request_timeout_s` when shorter).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A refused window narrower than this is retried as it is rather than split.
 const MIN_SPLIT_NS: i64 = 60_000_000_000;
 /// Per-driver series downloaded at the same time (the token bucket sets the real pace).
@@ -47,6 +67,14 @@ pub enum FetchError {
     },
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
+    #[error("{url}: no complete answer within {seconds} s (option request_timeout_s)")]
+    Timeout { url: String, seconds: f64 },
+    #[error("{url}: HTTP {status}, but the body is not a JSON array of rows: {problem}")]
+    BadAnswer {
+        url: String,
+        status: u16,
+        problem: String,
+    },
     #[error("{url}: the access token was rejected")]
     TokenRejected { url: String },
     #[error("OpenF1 refused the credentials: {0}")]
@@ -76,9 +104,17 @@ impl FetchError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Status { status, .. } => is_retryable(*status),
-            Self::Transport { .. } | Self::TokenRejected { .. } => true,
+            Self::Transport { .. }
+            | Self::Timeout { .. }
+            | Self::BadAnswer { .. }
+            | Self::TokenRejected { .. } => true,
             _ => false,
         }
+    }
+
+    /// What a too-wide `location`/`car_data` window gets: a 5xx or no answer in time.
+    fn suggests_splitting(&self) -> bool {
+        self.status().is_some_and(|s| s >= 500) || matches!(self, Self::Timeout { .. })
     }
 }
 
@@ -131,6 +167,7 @@ struct Token {
 /// An OpenF1 client: base URL, rate limit, retries, optional bearer token.
 pub struct Api {
     client: reqwest::Client,
+    timeout: Duration,
     base: String,
     token_url: String,
     limiter: RateLimiter,
@@ -144,20 +181,25 @@ pub type Filter<'a> = (&'a str, &'a str, String);
 
 impl Api {
     pub fn new(config: &OpenF1Config) -> Result<Self, FetchError> {
+        let timeout = Duration::try_from_secs_f64(config.request_timeout_s)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .unwrap_or(Duration::from_secs(90));
         let client = reqwest::Client::builder()
             .user_agent(concat!(
                 "pitwall-flow/",
                 env!("CARGO_PKG_VERSION"),
                 " (openf1 source)"
             ))
-            .timeout(Duration::from_secs(90))
-            .connect_timeout(Duration::from_secs(15))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| FetchError::Client(e.to_string()))?;
         let base = config.base_url.trim_end_matches('/').to_string();
         let root = base.strip_suffix("/v1").unwrap_or(&base);
         Ok(Self {
             client,
+            timeout,
             token_url: format!("{root}/token"),
             base,
             limiter: RateLimiter::new(config.max_requests_per_10s),
@@ -186,16 +228,16 @@ impl Api {
 
     /// The rows of `endpoint` matching `filters`, as the JSON text of an array.
     pub async fn get(&self, endpoint: &str, filters: &[Filter<'_>]) -> Result<String, FetchError> {
-        self.get_with(endpoint, filters, true).await
+        self.get_with(endpoint, filters, false).await
     }
 
-    /// Like [`Api::get`]; with `retry_server_errors = false`, a 5xx fails at once (the caller
-    /// splits the query instead).
+    /// Like [`Api::get`]; with `split_instead = true`, a 5xx or a timeout fails at once (the
+    /// caller splits the query instead).
     async fn get_with(
         &self,
         endpoint: &str,
         filters: &[Filter<'_>],
-        retry_server_errors: bool,
+        split_instead: bool,
     ) -> Result<String, FetchError> {
         let url = self.url(endpoint, filters);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -208,18 +250,29 @@ impl Api {
                     return Ok(text);
                 }
                 Err((error, retry_after)) => {
-                    let server_error = error.status().is_some_and(|s| s >= 500);
+                    let attempts = match error {
+                        FetchError::BadAnswer { .. } => MAX_BAD_ANSWER_ATTEMPTS,
+                        _ => MAX_ATTEMPTS,
+                    };
                     let retry = error.is_transient()
-                        && attempt < MAX_ATTEMPTS
-                        && (retry_server_errors || !server_error);
+                        && attempt < attempts
+                        && !(split_instead && error.suggests_splitting());
                     if !retry {
+                        if attempt > 1 && error.is_transient() {
+                            tracing::warn!(%error, attempt, "openf1: giving up on the request");
+                        }
                         return Err(error);
                     }
                     let delay = retry_after
                         .unwrap_or_default()
                         .max(backoff.next_delay())
                         .min(Duration::from_secs(120));
-                    tracing::debug!(%error, ?delay, attempt, "openf1: retrying");
+                    let retry_in_ms = delay.as_millis() as u64;
+                    if error.status() == Some(429) {
+                        tracing::info!(%error, attempt, retry_in_ms, "openf1: rate limited; waiting");
+                    } else {
+                        tracing::warn!(%error, attempt, retry_in_ms, "openf1: request failed; retrying");
+                    }
                     delay
                 }
             };
@@ -236,13 +289,18 @@ impl Api {
             request = request.bearer_auth(token);
         }
         let transport = |e: reqwest::Error| {
-            (
+            let error = if e.is_timeout() {
+                FetchError::Timeout {
+                    url: url.to_string(),
+                    seconds: self.timeout.as_secs_f64(),
+                }
+            } else {
                 FetchError::Transport {
                     url: url.to_string(),
-                    message: e.to_string(),
-                },
-                None,
-            )
+                    message: describe_transport(e),
+                }
+            };
+            (error, None)
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
@@ -254,7 +312,22 @@ impl Api {
             .map(Duration::from_secs);
         let body = response.text().await.map_err(transport)?;
         match status {
-            200..=299 => Ok(body),
+            200..=299 => {
+                if rows::is_no_results(&body) {
+                    return Ok("[]".to_string());
+                }
+                match rows_problem(&body) {
+                    None => Ok(body),
+                    Some(problem) => Err((
+                        FetchError::BadAnswer {
+                            url: url.to_string(),
+                            status,
+                            problem,
+                        },
+                        None,
+                    )),
+                }
+            }
             404 => {
                 if !rows::is_no_results(&body) {
                     tracing::warn!(url, detail = %detail_of(&body), "openf1: 404, taken as no results");
@@ -385,6 +458,50 @@ impl Api {
     }
 }
 
+/// What is wrong with a body that should be a JSON array (of anything: rows are checked one
+/// by one later), or `None` when it is one.
+fn rows_problem(body: &str) -> Option<String> {
+    let error = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(body).err()?;
+    let start: String = body
+        .trim_start()
+        .chars()
+        .take(60)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    Some(match error.classify() {
+        serde_json::error::Category::Eof => {
+            format!("JSON cut short after {} bytes", body.len())
+        }
+        serde_json::error::Category::Data => {
+            let kind = match body.trim_start().as_bytes().first() {
+                Some(b'{') => "an object",
+                Some(b'"') => "a string",
+                _ => "a value",
+            };
+            format!("JSON of the wrong shape ({kind}, not an array): `{start}`")
+        }
+        _ if body.trim().is_empty() => "an empty body".to_string(),
+        _ => format!("not JSON ({error}): `{start}`"),
+    })
+}
+
+/// A transport error without its URL (the caller names it), with its causes: reqwest's own
+/// text ("error decoding response body") says little without them.
+fn describe_transport(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// `detail` of an OpenF1 error body, or the start of the body.
 fn detail_of(body: &str) -> String {
     #[derive(Deserialize)]
@@ -433,14 +550,16 @@ pub(crate) struct SessionRow {
     pub date_end: Option<String>,
 }
 
+/// The rows of a `sessions` answer; a row of the wrong shape is skipped, not fatal.
 pub(crate) fn session_rows(text: &str, what: &str) -> Result<Vec<SessionRow>, FetchError> {
-    if rows::is_no_results(text) {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str(text).map_err(|e| FetchError::Json {
+    let raws = rows::raw_rows(text).map_err(|e| FetchError::Json {
         what: what.to_string(),
         message: e.to_string(),
-    })
+    })?;
+    Ok(raws
+        .into_iter()
+        .filter_map(|raw| serde_json::from_str(raw.get()).ok())
+        .collect())
 }
 
 pub struct DownloadOptions {
@@ -466,8 +585,11 @@ async fn ensure_document(
     optional: bool,
 ) -> Result<String, FetchError> {
     if let Some(path) = cache::find_file(dir, name) {
+        // A file that is not an array (damaged on disk) is fetched again.
         if let Ok(text) = cache::read_text(&path) {
-            return Ok(text);
+            if rows::raw_rows(&text).is_ok() {
+                return Ok(text);
+            }
         }
     }
     let text = match api.get(name, filters).await {
@@ -717,10 +839,14 @@ async fn download_series(
             ("date", "<", format_iso8601_ns(to)),
         ];
         let splittable = to - from >= 2 * MIN_SPLIT_NS;
-        match api.get_with(endpoint, &filters, !splittable).await {
+        match api.get_with(endpoint, &filters, splittable).await {
             Ok(text) => texts.push(text),
-            Err(error) if splittable && error.status().is_some_and(|s| s >= 500) => {
-                tracing::debug!(%error, "openf1: window refused; splitting it");
+            Err(error) if splittable && error.suggests_splitting() => {
+                if matches!(error, FetchError::Timeout { .. }) {
+                    tracing::warn!(%error, "openf1: window too slow; splitting it in two");
+                } else {
+                    tracing::debug!(%error, "openf1: window refused; splitting it in two");
+                }
                 let middle = from + (to - from) / 2;
                 api.add_progress_work(1);
                 pending.push_front((middle, to));

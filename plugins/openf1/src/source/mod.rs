@@ -4,10 +4,11 @@
 //! **Replay** (the default) downloads the whole session once into a cache directory and then
 //! replays it from there, paced by event time. The download honours OpenF1's limits: a token
 //! bucket of `max_requests_per_10s`, retries with backoff on 429/5xx (respecting
-//! `Retry-After`), and `location`/`car_data` fetched per driver in windows of
-//! `window_minutes`, because a wider query fails server-side. A cache whose `manifest.json`
-//! says `complete: true` is replayed without touching the network; an incomplete one is
-//! resumed (files already present are kept).
+//! `Retry-After`), on requests that take over `request_timeout_s`, on dropped connections and
+//! on 200 answers that are not JSON arrays, and `location`/`car_data` fetched per driver in
+//! windows of `window_minutes`, because a wider query fails server-side (see [`fetch`]). A
+//! cache whose `manifest.json` says `complete: true` is replayed without touching the
+//! network; an incomplete one is resumed (files already present are kept).
 //!
 //! The replay first emits a *preamble* stamped with the replay start: the session, every
 //! driver, lap, stint, pit stop, result and grid slot, and two reference paths (the fastest
@@ -51,6 +52,7 @@
 //! loop = false
 //! max_requests_per_10s = 30
 //! window_minutes = 5.0
+//! request_timeout_s = 90.0        # one request, body included; then retried
 //! tick_ms = 100
 //! poll_interval_ms = 1000
 //! transport = "rest"              # live mode: or "mqtt"
@@ -125,6 +127,13 @@ pub struct OpenF1Config {
     /// driver; OpenF1 fails queries that are too wide.
     #[serde(default = "default_window_minutes")]
     pub window_minutes: f64,
+    /// Seconds one HTTP request may take, body included, before it is abandoned and retried
+    /// with backoff (a `location`/`car_data` window that times out is split in two). OpenF1
+    /// usually answers within a second or two; a stalled connection otherwise holds the
+    /// download (or a live poll) this long. Lower it on a flaky network or in live mode so a
+    /// stall costs seconds, not minutes; raise it if wide windows time out on a slow link.
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: f64,
     /// A `tick` record every this many ms of event time, so time-driven transforms advance.
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
@@ -171,6 +180,9 @@ fn default_max_requests() -> u32 {
 }
 fn default_window_minutes() -> f64 {
     5.0
+}
+fn default_request_timeout_s() -> f64 {
+    90.0
 }
 fn default_tick_ms() -> u64 {
     100
@@ -331,6 +343,14 @@ impl ComponentConfig for OpenF1Config {
             problems.push(OptionProblem::new(
                 "window_minutes",
                 "must be a positive number of minutes (OpenF1 fails queries wider than ~10)",
+            ));
+        }
+        if !(self.request_timeout_s.is_finite()
+            && (0.1..=86_400.0).contains(&self.request_timeout_s))
+        {
+            problems.push(OptionProblem::new(
+                "request_timeout_s",
+                "must be a number of seconds between 0.1 and 86400 (default 90)",
             ));
         }
         if self.tick_ms == 0 {

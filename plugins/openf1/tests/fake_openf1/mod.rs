@@ -6,12 +6,20 @@
 //! endpoint listed in `throttle_once`), 500 for a `location`/`car_data` query that is too
 //! wide (no date bound, a window over 10 minutes, or over 1 minute for all drivers), and
 //! bearer tokens from `POST /token` whose `expires_in` is a string; `session_key=latest`.
+//!
+//! Faults of a struggling service or of a proxy in front of it are injected per request with
+//! [`Db::fault`]: no answer at all, a trickled body, a 200 with an HTML page, with JSON cut
+//! short or with an object instead of the array, and a connection closed mid-body.
 
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::header;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -34,11 +42,60 @@ pub struct Db {
     pub tokens: Vec<String>,
     /// `expires_in` of the tokens handed out ("3600" when not set).
     pub token_lifetime: Option<String>,
+    /// Faults to inject, tried in order; see [`Db::fault`].
+    pub faults: Vec<FaultRule>,
+    /// Every fault injected, with the request (`endpoint?query`) it hit.
+    pub faulted: Vec<(String, Fault)>,
+}
+
+/// What a faulty server (or a proxy in front of it) does instead of answering properly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Accept the request, then say nothing, ever (not even a status line).
+    Stall,
+    /// 200 and headers announcing the whole body, then the body one byte every 100 ms.
+    Trickle,
+    /// 200 with an HTML error page, as a CDN or proxy in trouble sends.
+    Html,
+    /// 200 with the first half of the real JSON body, as a complete HTTP message.
+    Truncated,
+    /// 200 with the rows wrapped in an object (`{"data": [...]}`) instead of the array.
+    Object,
+    /// Headers announcing the whole body, half of it, then the connection is closed.
+    DropMidBody,
+}
+
+pub struct FaultRule {
+    /// Requests (`endpoint?query`, decoded) starting with this are hit.
+    pub prefix: String,
+    pub fault: Fault,
+    /// How many requests to hit; `None`: all of them.
+    pub times: Option<u32>,
 }
 
 impl Db {
     pub fn push(&mut self, table: &str, row: Value) {
         self.tables.entry(table.to_string()).or_default().push(row);
+    }
+
+    /// Hit the next `times` requests starting with `prefix` (all of them with `None`).
+    pub fn fault(&mut self, prefix: &str, fault: Fault, times: Option<u32>) {
+        self.faults.push(FaultRule {
+            prefix: prefix.to_string(),
+            fault,
+            times,
+        });
+    }
+
+    fn take_fault(&mut self, request: &str) -> Option<Fault> {
+        let rule = self
+            .faults
+            .iter_mut()
+            .find(|rule| request.starts_with(&rule.prefix) && rule.times != Some(0))?;
+        if let Some(times) = &mut rule.times {
+            *times -= 1;
+        }
+        Some(rule.fault)
     }
 }
 
@@ -187,13 +244,93 @@ async fn data(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let mut db = db.lock().unwrap();
-    let query = uri.query().unwrap_or("");
-    db.requests
-        .push(format!("{endpoint}?{}", percent_decode(query)));
-    let response = answer(&mut db, &endpoint, query, &headers);
-    db.statuses.push(response.status().as_u16());
-    response
+    let (response, fault) = {
+        let mut db = db.lock().unwrap();
+        let query = uri.query().unwrap_or("");
+        let request = format!("{endpoint}?{}", percent_decode(query));
+        db.requests.push(request.clone());
+        let fault = db.take_fault(&request);
+        let response = answer(&mut db, &endpoint, query, &headers);
+        match fault {
+            Some(fault) => {
+                // 0: no status line was ever sent.
+                db.statuses
+                    .push(if fault == Fault::Stall { 0 } else { 200 });
+                db.faulted.push((request, fault));
+            }
+            None => db.statuses.push(response.status().as_u16()),
+        }
+        (response, fault)
+    };
+    match fault {
+        None => response,
+        Some(fault) => inject(fault, response).await,
+    }
+}
+
+/// The real answer, spoilt by `fault`.
+async fn inject(fault: Fault, response: Response) -> Response {
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let half = body.slice(..body.len() / 2);
+    let json = |bytes: Bytes| {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response()
+    };
+    match fault {
+        Fault::Stall => std::future::pending().await,
+        Fault::Html => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><head><title>502 Bad Gateway</title></head><body>upstream hiccup</body></html>",
+        )
+            .into_response(),
+        Fault::Truncated => json(half),
+        Fault::Object => {
+            let rows: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            json(Bytes::from(json!({ "data": rows }).to_string()))
+        }
+        Fault::Trickle | Fault::DropMidBody => {
+            let length = body.len();
+            // (bytes still to send, sent so far)
+            let stream =
+                futures_util::stream::unfold((body, 0usize), move |(body, sent)| async move {
+                    if fault == Fault::Trickle {
+                        if sent >= body.len() {
+                            return None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let chunk = body.slice(sent..sent + 1);
+                        return Some((Ok::<Bytes, std::io::Error>(chunk), (body, sent + 1)));
+                    }
+                    if sent == 0 {
+                        let chunk = body.slice(..body.len() / 2);
+                        let sent = chunk.len();
+                        return Some((Ok(chunk), (body, sent)));
+                    }
+                    if sent < body.len() {
+                        // Let the half reach the client, then break the connection off.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return Some((
+                            Err(std::io::Error::other("connection dropped mid-body")),
+                            (body.clone(), body.len()),
+                        ));
+                    }
+                    None
+                });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, length)
+                .body(axum::body::Body::from_stream(stream))
+                .unwrap()
+        }
+    }
 }
 
 fn answer(db: &mut Db, endpoint: &str, query: &str, headers: &HeaderMap) -> Response {
