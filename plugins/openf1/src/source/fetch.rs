@@ -468,6 +468,9 @@ fn rows_problem(body: &str) -> Option<String> {
         .take(60)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
+    if body.trim().is_empty() {
+        return Some("an empty body".to_string());
+    }
     Some(match error.classify() {
         serde_json::error::Category::Eof => {
             format!("JSON cut short after {} bytes", body.len())
@@ -480,7 +483,6 @@ fn rows_problem(body: &str) -> Option<String> {
             };
             format!("JSON of the wrong shape ({kind}, not an array): `{start}`")
         }
-        _ if body.trim().is_empty() => "an empty body".to_string(),
         _ => format!("not JSON ({error}): `{start}`"),
     })
 }
@@ -885,6 +887,7 @@ async fn download_series(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pitwall_api::ComponentConfig;
 
     #[test]
     fn filters_are_written_the_openf1_way() {
@@ -904,6 +907,75 @@ mod tests {
             "http://127.0.0.1:1/v1/location?session_key=9158&date>=2024-05-26T13:03:35.123000%2B00:00"
         );
         assert_eq!(api.token_url, "http://127.0.0.1:1/token");
+    }
+
+    #[test]
+    fn a_body_that_is_not_rows_says_what_it_is() {
+        assert_eq!(rows_problem("[]"), None);
+        assert_eq!(
+            rows_problem(r#"[{"a": 1}, "not a row", 3]"#),
+            None,
+            "rows are checked later"
+        );
+        let cut = rows_problem(r#"[{"a": 1}, {"a""#).unwrap();
+        assert_eq!(cut, "JSON cut short after 15 bytes");
+        let object = rows_problem(r#"{"data": []}"#).unwrap();
+        assert!(
+            object.starts_with("JSON of the wrong shape (an object, not an array)"),
+            "{object}"
+        );
+        let html = rows_problem("<html>\n<body>502</body></html>").unwrap();
+        assert!(
+            html.starts_with("not JSON") && html.contains("`<html> <body>502"),
+            "{html}"
+        );
+        assert_eq!(rows_problem("  ").unwrap(), "an empty body");
+        let error = FetchError::BadAnswer {
+            url: "http://h/v1/laps?session_key=1".into(),
+            status: 200,
+            problem: cut,
+        };
+        assert!(error.is_transient());
+        assert!(
+            !error.suggests_splitting(),
+            "garbage is not a sign of a too-wide window"
+        );
+        let timeout = FetchError::Timeout {
+            url: "http://h/v1/location".into(),
+            seconds: 1.5,
+        };
+        assert!(timeout.is_transient() && timeout.suggests_splitting());
+        assert_eq!(
+            timeout.to_string(),
+            "http://h/v1/location: no complete answer within 1.5 s (option request_timeout_s)"
+        );
+    }
+
+    #[test]
+    fn request_timeout_s_is_checked() {
+        let problems = |value: &str| {
+            let config: OpenF1Config = pitwall_api::testing::parse_config(&format!(
+                "session_key = 9158\nrequest_timeout_s = {value}"
+            ));
+            config
+                .check()
+                .into_iter()
+                .filter(|p| p.key == "request_timeout_s")
+                .count()
+        };
+        assert_eq!(problems("90.0"), 0);
+        assert_eq!(problems("0.5"), 0);
+        assert_eq!(problems("0.0"), 1);
+        assert_eq!(problems("-3.0"), 1);
+        assert_eq!(problems("nan"), 1);
+        let config: OpenF1Config =
+            pitwall_api::testing::parse_config("session_key = 9158\nrequest_timeout_s = 2.5");
+        assert_eq!(
+            Api::new(&config).unwrap().timeout,
+            Duration::from_millis(2500)
+        );
+        let config: OpenF1Config = pitwall_api::testing::parse_config("session_key = 9158");
+        assert_eq!(Api::new(&config).unwrap().timeout, Duration::from_secs(90));
     }
 
     #[tokio::test]
