@@ -94,6 +94,21 @@ enum Command {
         #[arg(long, value_name = "OUT.csv")]
         to_csv: Option<PathBuf>,
     },
+    /// Convert `.pb.gz` telemetry recordings into one Parquet file (car telemetry columns).
+    Convert {
+        /// The recordings (the bridge's `telemetry_record.pb.gz`, `proto_record` files), in order.
+        #[arg(required = true, num_args = 1..)]
+        inputs: Vec<PathBuf>,
+        /// The Parquet file to write; it must not exist yet.
+        #[arg(short = 'o', long, value_name = "OUT.parquet")]
+        output: PathBuf,
+        /// Compression of the column chunks.
+        #[arg(long, value_enum, default_value_t = ConvertCompression::Snappy)]
+        compression: ConvertCompression,
+        /// Rows per row group.
+        #[arg(long, default_value_t = 65_536)]
+        row_group_rows: usize,
+    },
     /// Plot columns of a Parquet file as stacked panels sharing the x axis, into one PNG.
     Plot {
         /// The Parquet file.
@@ -114,6 +129,12 @@ enum Command {
         #[arg(long, value_name = "N", allow_negative_numbers = true)]
         lap: Option<i64>,
     },
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum ConvertCompression {
+    Snappy,
+    None,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -208,6 +229,43 @@ pub fn main() -> ExitCode {
                 &options,
                 &mut std::io::stdout().lock(),
             ))
+        }
+        Command::Convert {
+            inputs,
+            output,
+            compression,
+            row_group_rows,
+        } => {
+            let options = crate::tools::convert::ConvertOptions {
+                inputs,
+                output,
+                compression: match compression {
+                    ConvertCompression::Snappy => {
+                        pitwall_files::parquet::ParquetCompression::Snappy
+                    }
+                    ConvertCompression::None => pitwall_files::parquet::ParquetCompression::None,
+                },
+                row_group_rows,
+            };
+            tool_exit(crate::tools::convert::convert(&options).map(|summary| {
+                for (path, how) in &summary.cut {
+                    eprintln!("warning: {}: {how}", path.display());
+                }
+                if summary.malformed > 0 {
+                    eprintln!(
+                        "warning: skipped {} records that are not telemetry frames",
+                        summary.malformed
+                    );
+                }
+                println!(
+                    "wrote {} ({} frames, {:.1} MB) in {:.2} s: {:.0} frames/s",
+                    options.output.display(),
+                    summary.frames,
+                    summary.output_bytes as f64 / 1e6,
+                    summary.seconds,
+                    summary.frames as f64 / summary.seconds.max(1e-9),
+                );
+            }))
         }
         Command::Plot {
             file,

@@ -4,6 +4,8 @@
 //!   per-column statistics, and an optional CSV export of chosen columns.
 //! - [`plot`] (`pitwall-flow plot FILE.parquet -o lap.png`): stacked line charts of chosen
 //!   columns against time or lap distance, as one PNG.
+//! - [`convert`] (`pitwall-flow convert REC.pb.gz OUT.parquet`): a `.pb.gz` recording to
+//!   Parquet, as fast as the machine inflates gzip.
 //!
 //! Both read any Parquet file the project writes: the `parquet` sink's files (`time_ns`,
 //! `kind`, then the record's fields), and the original converter's car telemetry files
@@ -14,6 +16,7 @@
 //! to plot, no font) are [`ToolError`]s: miette diagnostics with a hint, rendered like the
 //! rest of the CLI's errors.
 
+pub mod convert;
 pub mod inspect;
 pub mod plot;
 
@@ -69,6 +72,12 @@ pub enum ToolError {
 
     #[error("cannot write {path}: {message}")]
     Write { path: PathBuf, message: String },
+
+    #[error("{path} already exists")]
+    #[diagnostic(help(
+        "choose another output name, or remove the file first: nothing is overwritten"
+    ))]
+    Exists { path: PathBuf },
 
     #[error("no font to draw text with: {message}")]
     #[diagnostic(help("{help}"))]

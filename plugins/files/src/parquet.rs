@@ -105,8 +105,8 @@ use pitwall_api::backoff::Backoff;
 use pitwall_api::component::OptionProblem;
 use pitwall_api::record::format_iso8601_ns;
 use pitwall_api::{
-    Batch, BuildContext, Component, ComponentConfig, ComponentError, ComponentSpec, Event, Io,
-    Kinds, Record, RecordKind, Role,
+    Batch, BuildContext, CarTelemetry, Component, ComponentConfig, ComponentError, ComponentSpec,
+    Event, Io, Kinds, Record, RecordKind, Role,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -634,7 +634,8 @@ impl Recorder {
         }
     }
 
-    fn take_counts(&mut self) -> Counts {
+    /// What was counted since the last call (or since the last `write`, which returns it).
+    pub fn take_counts(&mut self) -> Counts {
         let counts = std::mem::take(&mut self.counts);
         self.lost += counts.lost;
         counts
@@ -653,13 +654,7 @@ impl Recorder {
                 continue;
             }
             if let Record::CarTelemetry(car) = &event.record {
-                self.car.columns.push(event.time_ns, car);
-                self.car.lane.since.get_or_insert_with(Instant::now);
-                if self.car.columns.len() >= self.settings.row_group_rows
-                    || self.car.columns.bytes() >= self.settings.row_group_bytes
-                {
-                    self.flush_car(false)?;
-                }
+                self.write_car(event.time_ns, car)?;
                 continue;
             }
             let Some(row) = row_of(event) else {
@@ -674,6 +669,20 @@ impl Recorder {
             }
         }
         Ok(self.take_counts())
+    }
+
+    /// Buffer one `car_telemetry` row, as [`Recorder::write`] does for such an event, for a
+    /// converter that decodes frames straight into rows (`pitwall-flow convert`). What was
+    /// lost to write errors is in [`Recorder::take_counts`]. Rolling is not checked here.
+    pub fn write_car(&mut self, time_ns: i64, car: &CarTelemetry) -> Result<(), ComponentError> {
+        self.car.columns.push(time_ns, car);
+        self.car.lane.since.get_or_insert_with(Instant::now);
+        if self.car.columns.len() >= self.settings.row_group_rows
+            || self.car.columns.bytes() >= self.settings.row_group_bytes
+        {
+            self.flush_car(false)?;
+        }
+        Ok(())
     }
 
     /// Close the files whose `roll_interval` has passed.
