@@ -167,6 +167,8 @@ pub fn open_path(path: &Path) -> io::Result<FileFrames<File>> {
 
 /// Decompressed bytes of 1 MiB chunks at a time, inflated ahead by a thread of its own.
 const INFLATE_CHUNK: usize = 1024 * 1024;
+/// Chunks inflated ahead of the reader.
+const INFLATE_AHEAD: usize = 4;
 
 /// Decompressed bytes inflated by a thread of their own (see [`open_threaded`]).
 pub struct Inflated {
@@ -211,8 +213,8 @@ impl Read for Inflated {
 /// inflating and decoding use two cores. The thread ends at the end of the stream, at an
 /// error (passed on to the reader), or once the reader is dropped.
 pub fn open_threaded<R: Read + Send + 'static>(file: R) -> io::Result<FrameReader<Inflated>> {
-    let (sender, chunks) = mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
-    let (recycle, reusable) = mpsc::sync_channel::<Vec<u8>>(8);
+    let (sender, chunks) = mpsc::sync_channel::<io::Result<Vec<u8>>>(INFLATE_AHEAD);
+    let (recycle, reusable) = mpsc::sync_channel::<Vec<u8>>(INFLATE_AHEAD + 2);
     std::thread::Builder::new()
         .name("pbgz-inflate".into())
         .spawn(move || {
