@@ -24,6 +24,8 @@ struct Run {
 /// Run the binary once and wait for it with `wait4`, for its own resource usage.
 fn convert_once(input: &std::path::Path, output: &std::path::Path) -> Run {
     let started = Instant::now();
+    // Waited for below with wait4, which std's `wait` cannot do, to get its rusage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
         .arg("convert")
         .arg(input)
