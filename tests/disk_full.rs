@@ -21,6 +21,8 @@
 //!   the sink is never restarted; after SIGTERM the process exits 0, as the README says of
 //!   a clean stop.
 
+#[path = "support/rig.rs"]
+mod rig;
 mod support;
 
 use std::fs::File;
@@ -32,11 +34,9 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use pitwall_api::telemetry::proto::{Physics, TelemetryFrame};
-use pitwall_assetto::service::telemetry_ingest_client::TelemetryIngestClient;
 use pitwall_files::pbgz::{self, Next};
-use support::{free_port, wait_until, Workspace, PATIENCE};
-use tokio::io::AsyncReadExt;
+use rig::{connect, send};
+use support::{capture_stderr, free_port, wait_until, Workspace, PATIENCE};
 
 /// Rows per Parquet row group in this test.
 const GROUP: u64 = 1000;
@@ -63,48 +63,6 @@ mkdir -p "$host/tmpfs-copy"
 cp -a "$mnt/parquet/." "$host/tmpfs-copy/"
 echo "$code" > "$host/exit-code.tmp" && mv "$host/exit-code.tmp" "$host/exit-code"
 "#;
-
-fn frame(i: u64) -> TelemetryFrame {
-    TelemetryFrame {
-        monotonic_ns: 1_000 + i,
-        game: "assetto_corsa".into(),
-        session_id: "rig-1".into(),
-        physics: Some(Physics {
-            speed_kmh: i as f32,
-            gear: 3,
-            ..Default::default()
-        }),
-        graphics: None,
-        stat: None,
-    }
-}
-
-async fn connect(port: u16) -> TelemetryIngestClient<tonic::transport::Channel> {
-    let started = std::time::Instant::now();
-    loop {
-        match TelemetryIngestClient::connect(format!("http://127.0.0.1:{port}")).await {
-            Ok(client) => return client,
-            Err(error) => {
-                assert!(started.elapsed() < PATIENCE, "no gRPC server: {error}");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        }
-    }
-}
-
-/// Stream frames `from..to` and wait until every one is acknowledged (in the pipeline).
-async fn send(client: &mut TelemetryIngestClient<tonic::transport::Channel>, from: u64, to: u64) {
-    let mut acks = client
-        .stream_frames(futures_util::stream::iter((from..to).map(frame)))
-        .await
-        .expect("stream accepted")
-        .into_inner();
-    let mut acked = 0;
-    while let Some(_ack) = acks.message().await.expect("acks") {
-        acked += 1;
-    }
-    assert_eq!(acked, to - from, "every frame acknowledged");
-}
 
 /// The shell in the namespace, the binary it runs, and what they print.
 struct Namespace {
@@ -139,20 +97,7 @@ impl Namespace {
             .kill_on_drop(true)
             .spawn()
             .expect("unshare starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
+        let stderr = capture_stderr(&mut child);
         Self {
             child,
             stderr,

@@ -6,42 +6,15 @@
 //! `flush_interval_ms` of them). Parquet files of a killed process have no footer and are
 //! not readable; that is why recordings that must survive a crash go to `.pb.gz` too.
 
+#[path = "support/rig.rs"]
+mod rig;
 mod support;
 
 use std::time::Duration;
 
-use pitwall_api::telemetry::proto::{Physics, TelemetryFrame};
-use pitwall_assetto::service::telemetry_ingest_client::TelemetryIngestClient;
 use pitwall_files::pbgz::{self, End, Next};
+use rig::{connect, send};
 use support::{free_port, Running, Workspace, PATIENCE};
-
-fn frame(i: u64) -> TelemetryFrame {
-    TelemetryFrame {
-        monotonic_ns: 1_000 + i,
-        game: "assetto_corsa".into(),
-        session_id: "rig-1".into(),
-        physics: Some(Physics {
-            speed_kmh: i as f32,
-            gear: 3,
-            ..Default::default()
-        }),
-        graphics: None,
-        stat: None,
-    }
-}
-
-async fn connect(port: u16) -> TelemetryIngestClient<tonic::transport::Channel> {
-    let started = std::time::Instant::now();
-    loop {
-        match TelemetryIngestClient::connect(format!("http://127.0.0.1:{port}")).await {
-            Ok(client) => return client,
-            Err(error) => {
-                assert!(started.elapsed() < PATIENCE, "no gRPC server: {error}");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn sigkill_keeps_every_flushed_frame_readable() {
@@ -64,18 +37,7 @@ flush_interval_ms = 100
     let mut client = connect(port).await;
 
     let frames = 5_000u64;
-    let mut acks = client
-        .stream_frames(futures_util::stream::iter((0..frames).map(frame)))
-        .await
-        .expect("stream accepted")
-        .into_inner();
-    let mut last_acked = None;
-    let mut acked = 0u64;
-    while let Some(ack) = acks.message().await.expect("acks") {
-        last_acked = Some(ack.last_monotonic_ns);
-        acked += 1;
-    }
-    assert_eq!(acked, frames, "every frame acknowledged");
+    let last_acked = send(&mut client, 0, frames).await;
     assert_eq!(last_acked, Some(1_000 + frames - 1));
 
     // Several flush intervals pass, then the process dies without any chance to clean up.

@@ -35,6 +35,25 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Everything `child` writes on its standard error (which must be piped), as it comes.
+pub fn capture_stderr(child: &mut tokio::process::Child) -> Arc<Mutex<String>> {
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().expect("stderr is piped");
+    let sink = stderr.clone();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+    stderr
+}
+
 /// A temporary directory holding `pipeline.toml` and its data files.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
@@ -105,20 +124,7 @@ impl Running {
             .spawn()
             .expect("the binary starts");
         let pid = child.id().expect("running");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
+        let stderr = capture_stderr(&mut child);
         Self {
             child: Mutex::new(Some(child)),
             stderr,
