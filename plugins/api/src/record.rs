@@ -1070,8 +1070,10 @@ pub fn parse_iso8601_ns(text: &str) -> Option<i64> {
     }
     let offset_s = match rest {
         [] | [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let digit = |b: &u8| i64::from(b.wrapping_sub(b'0'));
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) =>
+        {
+            let digit = |b: &u8| i64::from(b - b'0');
             let minutes = (digit(h1) * 10 + digit(h2)) * 60 + digit(m1) * 10 + digit(m2);
             if *sign == b'+' {
                 minutes * 60
@@ -1083,7 +1085,8 @@ pub fn parse_iso8601_ns(text: &str) -> Option<i64> {
     };
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
-    Some(seconds * 1_000_000_000 + nanos)
+    // Nanoseconds in an i64 reach from 1677 to 2262: later dates are not times we can hold.
+    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// Format ns since the epoch the way OpenF1 does: `2024-05-26T13:03:35.123000+00:00`.
@@ -1145,6 +1148,11 @@ mod tests {
         );
         assert_eq!(parse_iso8601_ns("yesterday"), None);
         assert_eq!(parse_iso8601_ns("2024-13-26T13:03:35"), None);
+        // Found by fuzzing: beyond 2262 the nanoseconds overflow an i64.
+        assert_eq!(parse_iso8601_ns("9998-10-15:05:55:55"), None);
+        assert_eq!(parse_iso8601_ns("2262-04-12T00:00:00Z"), None);
+        assert!(parse_iso8601_ns("2262-04-11T00:00:00Z").is_some());
+        assert_eq!(parse_iso8601_ns("2024-05-26T15:03:35+0x:00"), None);
     }
 
     #[test]
