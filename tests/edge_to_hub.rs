@@ -17,7 +17,6 @@ use pitwall_api::record::{
 use pitwall_api::{CarTelemetry, Event, Record};
 use support::mqtt::Mosquitto;
 use support::{free_port, wait_until, PATIENCE};
-use tokio::io::AsyncReadExt;
 
 /// One pitwall-flow process running a pipeline file with its own environment.
 struct Instance {
@@ -40,20 +39,7 @@ impl Instance {
             .kill_on_drop(true)
             .spawn()
             .expect("the binary starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
+        let stderr = support::capture_stderr(&mut child);
         Self {
             name,
             child,
