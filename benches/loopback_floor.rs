@@ -1,7 +1,9 @@
 //! What the kernel alone needs to hand one small message to 101 WebSocket-like clients on
 //! loopback: one thread writes 80 bytes to each of 101 connected TCP sockets (Nagle off),
-//! another reads them in the same order, 300 times. No WebSocket, no async runtime: the
-//! floor under `gate_latency`'s "100 browsers connected" on this machine.
+//! another reads them in the same order, 300 times. Then the same writes again with nobody
+//! waiting to read (the reader drains afterwards), which is the cost of the writes alone,
+//! with no wake-ups. No WebSocket, no async runtime: the floor under `gate_latency`'s
+//! "100 browsers connected" on this machine.
 //!
 //!     cargo bench --bench loopback_floor
 //!     SOCKETS=11 cargo bench --bench loopback_floor
@@ -51,6 +53,7 @@ fn main() {
             }
             arrivals.send((first, micros(started))).expect("report");
         }
+        readers
     });
     let (mut written, mut first, mut last) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
@@ -66,8 +69,22 @@ fn main() {
         last.push(to_last);
     }
     drop(round_start);
-    reading.join().expect("reader");
+    let mut readers = reading.join().expect("reader");
+    let mut alone = Vec::new();
+    let mut buf = [0u8; MESSAGE.len()];
+    for _ in 0..ROUNDS {
+        std::thread::sleep(Duration::from_millis(3));
+        let started = Instant::now();
+        for writer in &mut writers {
+            writer.write_all(&MESSAGE).expect("write");
+        }
+        alone.push(micros(started));
+        for reader in &mut readers {
+            reader.read_exact(&mut buf).expect("read");
+        }
+    }
     for (what, values) in [
+        ("every socket written, nobody waiting to read", &mut alone),
         ("every socket written", &mut written),
         ("the first socket read", &mut first),
         ("the last socket read", &mut last),
