@@ -475,6 +475,16 @@ async fn run(path: &Path, watch: bool) -> ExitCode {
             tracing::info!("stopped cleanly");
             ExitCode::SUCCESS
         }
+        Stopped::Lost(lost) => {
+            for (id, events) in &lost {
+                tracing::error!(
+                    component = %id,
+                    lost_events = events,
+                    "stopped, but `{id}` lost {events} events it had accepted (see its errors above)"
+                );
+            }
+            ExitCode::from(3)
+        }
         Stopped::DeadlineExceeded(aborted) => {
             tracing::error!(aborted = ?aborted, "shutdown deadline passed: these were aborted");
             ExitCode::from(2)

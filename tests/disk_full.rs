@@ -13,13 +13,13 @@
 //!   and readable with the parquet crate and with pyarrow.
 //! - Rows `a..b` are lost: the row group that failed, and the frames that arrived until a
 //!   retry could write a new file. Exactly that many are reported (`lost_rows` in the final
-//!   warning, `discarded_events` of the sink in `/health`).
+//!   warning, `lost_events` and `discarded_events` of the sink in `/health`).
 //! - Rows `b..end` (everything after space came back, up to the last frame) are in a second,
 //!   new, readable file. No row is in Parquet twice, none out of order, no other file is
 //!   left (no `*.failed`).
 //! - One error is logged for the failure, naming the component, the file and the OS error;
-//!   the sink is never restarted; after SIGTERM the process exits 0, as the README says of
-//!   a clean stop.
+//!   the sink is never restarted; after SIGTERM the process stops cleanly but exits 3, as
+//!   the README says of a run that lost accepted events, naming the sink in its last error.
 
 #[path = "support/rig.rs"]
 mod rig;
@@ -296,7 +296,11 @@ flush_interval_ms = 100
     .await;
     let log = namespace.stderr();
     let code = std::fs::read_to_string(workspace.path("exit-code")).unwrap();
-    assert_eq!(code.trim(), "0", "exit code after SIGTERM; log:\n{log}");
+    assert_eq!(
+        code.trim(),
+        "3",
+        "exit code after SIGTERM (events were lost); log:\n{log}"
+    );
 
     // The .pb.gz on the normal disk: every frame, in order.
     let recordings: Vec<PathBuf> = std::fs::read_dir(workspace.path("recordings"))
@@ -365,6 +369,12 @@ flush_interval_ms = 100
     );
     // Every drop had been counted before SIGTERM (the rows after it were all written).
     assert_eq!(archive["discarded_events"], lost, "{archive}");
+    assert_eq!(archive["lost_events"], lost, "{archive}");
+    let summary = format!("`archive` lost {lost} events it had accepted");
+    assert!(
+        log.contains(&summary),
+        "the last word names the sink:\n{log}"
+    );
 
     // pyarrow, an independent reader, reads both (the first one's footer is the repair's).
     for (name, rows, first_t, last_t) in [

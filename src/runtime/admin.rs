@@ -127,6 +127,7 @@ impl AdminState {
                     "received_events": m.received,
                     "sent_events": m.sent,
                     "discarded_events": m.discarded,
+                    "lost_events": m.lost,
                     "errors": m.errors,
                     "restarts": m.restarts,
                 })
@@ -185,7 +186,7 @@ impl AdminState {
         );
         let components = self.components.read().unwrap_or_else(|e| e.into_inner());
         type Pick = fn(&pitwall_api::metrics::MetricsSnapshot) -> u64;
-        let series: [(&str, &str, Pick); 5] = [
+        let series: [(&str, &str, Pick); 6] = [
             (
                 "component_received_events_total",
                 "Events received from upstream.",
@@ -198,8 +199,13 @@ impl AdminState {
             ),
             (
                 "component_discarded_events_total",
-                "Events dropped by full queues or as invalid.",
+                "Events dropped by full queues, as invalid, or lost.",
                 |m| m.discarded,
+            ),
+            (
+                "component_lost_events_total",
+                "Events a sink accepted and then lost to a failed write.",
+                |m| m.lost,
             ),
             (
                 "component_errors_total",

@@ -46,8 +46,11 @@ pub enum RuntimeError {
 /// How a shutdown went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Stopped {
-    /// Every component stopped, drained and flushed in time.
+    /// Every component stopped, drained and flushed in time, and no sink lost anything.
     Clean,
+    /// Everything stopped in time, but these sinks lost events they had accepted (a failed
+    /// write) while running: `(id, events)`, by id.
+    Lost(Vec<(String, u64)>),
     /// The deadline passed: these were aborted and may have lost queued events.
     DeadlineExceeded(Vec<String>),
 }
@@ -194,11 +197,22 @@ impl Topology {
             }
         }
         self.admin_mount = None;
-        if aborted.is_empty() {
+        if !aborted.is_empty() {
+            aborted.sort();
+            return Stopped::DeadlineExceeded(aborted);
+        }
+        // Counters outlive reloads, so a sink removed by an edit still reports its loss.
+        let mut lost: Vec<(String, u64)> = self
+            .metrics
+            .iter()
+            .map(|(id, metrics)| (id.clone(), metrics.snapshot().lost))
+            .filter(|(_, lost)| *lost > 0)
+            .collect();
+        if lost.is_empty() {
             Stopped::Clean
         } else {
-            aborted.sort();
-            Stopped::DeadlineExceeded(aborted)
+            lost.sort();
+            Stopped::Lost(lost)
         }
     }
 

@@ -10,6 +10,7 @@ pub struct ComponentMetrics {
     received: AtomicU64,
     sent: AtomicU64,
     discarded: AtomicU64,
+    lost: AtomicU64,
     errors: AtomicU64,
     restarts: AtomicU64,
 }
@@ -20,6 +21,7 @@ pub struct MetricsSnapshot {
     pub received: u64,
     pub sent: u64,
     pub discarded: u64,
+    pub lost: u64,
     pub errors: u64,
     pub restarts: u64,
 }
@@ -39,6 +41,14 @@ impl ComponentMetrics {
         self.discarded.fetch_add(events as u64, Ordering::Relaxed);
     }
 
+    /// Events a sink had accepted and then could not keep: a failed write lost them (a full
+    /// disk under a Parquet file). Also counted as discarded. Unlike a drop by design
+    /// (`when_full`, invalid input), this makes `pitwall-flow run` exit with code 3.
+    pub fn add_lost(&self, events: u64) {
+        self.lost.fetch_add(events, Ordering::Relaxed);
+        self.discarded.fetch_add(events, Ordering::Relaxed);
+    }
+
     /// A failure: a malformed input skipped, a peer that misbehaved, a component that errored.
     pub fn add_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
@@ -53,6 +63,7 @@ impl ComponentMetrics {
             received: self.received.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
             discarded: self.discarded.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
         }

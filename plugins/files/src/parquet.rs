@@ -1012,8 +1012,9 @@ impl ParquetSink {
         .await
     }
 
-    /// Misfit rows and write failures are errors; rows lost to write errors are discarded
-    /// events (the failures themselves are logged by the recorder).
+    /// Misfit rows and write failures are errors; rows lost to write errors are lost events
+    /// (the failures themselves are logged by the recorder), which the run's exit code
+    /// reports.
     fn count(&mut self, io: &Io, counts: Counts) {
         for _ in 0..counts.misfits {
             io.metrics.add_error();
@@ -1029,8 +1030,7 @@ impl ParquetSink {
             io.metrics.add_error();
         }
         if counts.lost > 0 {
-            io.metrics
-                .add_discarded(usize::try_from(counts.lost).unwrap_or(usize::MAX));
+            io.metrics.add_lost(counts.lost);
         }
     }
 
