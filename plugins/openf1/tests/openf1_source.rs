@@ -1309,3 +1309,80 @@ async fn persistent_garbage_fails_clearly_and_the_next_run_resumes() {
     assert_nothing_lost(root.path(), &clean, &events, discarded);
     server.stop().await;
 }
+
+// --- "latest" without the network. ---
+
+/// A sample session under `root` that looks downloaded from OpenF1 (or, with `simulated`,
+/// left as the sample generator marks it).
+fn cached_session(root: &Path, session_key: u64, simulated: bool) {
+    let options = pitwall_openf1::sample::SampleOptions {
+        session_key: u32::try_from(session_key).unwrap(),
+        laps: 2,
+        cars: 3,
+        seed: 3,
+        gzip: true,
+        out_dir: root.to_path_buf(),
+    };
+    pitwall_openf1::sample::generate(&options).unwrap();
+    if !simulated {
+        let dir = cache::session_dir(root, session_key);
+        cache::write_manifest(&dir, session_key, "https://api.openf1.org/v1").unwrap();
+    }
+}
+
+fn first_session_key(events: &[Event]) -> String {
+    let Record::Session(session) = &events.first().expect("events").record else {
+        panic!("session first");
+    };
+    session.session_key.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_replays_the_newest_download_when_openf1_cannot_be_reached() {
+    let root = tempfile::tempdir().unwrap();
+    cached_session(root.path(), 9001, false);
+    cached_session(root.path(), 9003, false);
+    // Newer, but simulated: "latest" means the latest real session.
+    cached_session(root.path(), 9999, true);
+    let config: OpenF1Config = parse_config(&format!(
+        "session_key = \"latest\"\nspeed = 0\nbase_url = \"http://127.0.0.1:9/v1\"\ncache_dir = {:?}",
+        root.path().display().to_string()
+    ));
+    let mut component = config.build(&build_context("f1", ".")).unwrap();
+    let logs = Logs::default();
+    let started = std::time::Instant::now();
+    let (result, events, _) = run_logged(&mut component, &logs).await;
+    result.expect("replays from the cache");
+    assert_eq!(first_session_key(&events), "9003");
+    assert_eq!(events.last().unwrap().kind(), RecordKind::SessionEnd);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "one attempt, not half a minute of retries: {:?}",
+        started.elapsed()
+    );
+    let warnings = logs.lines_with(&["WARN", "replaying the newest downloaded one", "9003"]);
+    assert_eq!(warnings.len(), 1, "{}", logs.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_asks_openf1_first_and_never_falls_back_to_a_simulation() {
+    // Reachable: OpenF1's answer wins over what the cache holds.
+    let server = Server::start(race_db()).await;
+    let root = tempfile::tempdir().unwrap();
+    cached_session(root.path(), 9001, false);
+    let config: OpenF1Config = parse_config(&format!(
+        "session_key = \"latest\"\nspeed = 0\nbase_url = {:?}\ncache_dir = {:?}\nmax_requests_per_10s = 1000",
+        server.base_url(),
+        root.path().display().to_string()
+    ));
+    let (events, _) = replay(&config).await;
+    assert_eq!(first_session_key(&events), "9999");
+
+    // With only a simulated session cached there is nothing to fall back to: the question
+    // is retried like any other request (and then fails naming it).
+    let simulated = tempfile::tempdir().unwrap();
+    cached_session(simulated.path(), 9999, true);
+    assert_eq!(cache::newest_downloaded_session(simulated.path()), None);
+    // The session just downloaded is now the newest to fall back to.
+    assert_eq!(cache::newest_downloaded_session(root.path()), Some(9999));
+}

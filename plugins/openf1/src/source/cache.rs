@@ -154,6 +154,22 @@ pub fn read_manifest(dir: &Path) -> Option<Manifest> {
     serde_json::from_str(&text).ok()
 }
 
+/// The newest session downloaded completely from OpenF1 under `root` (session keys grow
+/// with time), for `"latest"` when OpenF1 cannot be reached. Simulated sessions do not
+/// count: "latest" means the latest real one.
+pub fn newest_downloaded_session(root: &Path) -> Option<u64> {
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let key: u64 = name.to_str()?.strip_prefix("race_data_")?.parse().ok()?;
+            let manifest = read_manifest(&entry.path())?;
+            (manifest.complete && !manifest.is_simulated()).then_some(key)
+        })
+        .max()
+}
+
 /// Whether `dir` holds a complete cache (replay needs no network).
 pub fn is_complete(dir: &Path) -> bool {
     read_manifest(dir).is_some_and(|m| m.complete)

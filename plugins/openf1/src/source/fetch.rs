@@ -231,6 +231,18 @@ impl Api {
         self.get_with(endpoint, filters, false).await
     }
 
+    /// One attempt, no retries: for a question whose answer the caller can do without.
+    pub async fn get_once(
+        &self,
+        endpoint: &str,
+        filters: &[Filter<'_>],
+    ) -> Result<String, FetchError> {
+        let url = self.url(endpoint, filters);
+        let text = self.attempt(&url).await.map_err(|(error, _)| error)?;
+        self.tick_progress();
+        Ok(text)
+    }
+
     /// Like [`Api::get`]; with `split_instead = true`, a 5xx or a timeout fails at once (the
     /// caller splits the query instead).
     async fn get_with(
@@ -534,7 +546,20 @@ pub async fn resolve_session_key(api: &Api, key: &str) -> Result<u64, FetchError
     let text = api
         .get("sessions", &[("session_key", "=", key.to_string())])
         .await?;
-    session_rows(&text, "sessions")?
+    first_session_key(&text, key)
+}
+
+/// Like [`resolve_session_key`], asking once: a caller with a fallback does not wait out
+/// half a minute of retries when the network is down.
+pub async fn resolve_session_key_once(api: &Api, key: &str) -> Result<u64, FetchError> {
+    let text = api
+        .get_once("sessions", &[("session_key", "=", key.to_string())])
+        .await?;
+    first_session_key(&text, key)
+}
+
+fn first_session_key(text: &str, key: &str) -> Result<u64, FetchError> {
+    session_rows(text, "sessions")?
         .first()
         .and_then(|row| row.session_key)
         .ok_or_else(|| FetchError::NoSession(key.to_string()))

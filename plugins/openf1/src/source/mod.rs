@@ -98,7 +98,8 @@ pub fn spec() -> ComponentSpec {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenF1Config {
-    /// The OpenF1 session: its numeric `session_key`, or "latest".
+    /// The OpenF1 session: its numeric `session_key`, or "latest". A replay of "latest"
+    /// that cannot reach OpenF1 replays the newest session downloaded into `cache_dir`.
     pub session_key: SessionKeyOption,
     /// "replay" (download once into the cache, then replay it) or "live" (poll the API).
     #[serde(default)]

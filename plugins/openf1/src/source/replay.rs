@@ -24,6 +24,29 @@ use crate::race::reference_start_ns;
 /// Events per batch when the replay runs ahead of the clock (speed 0, or catching up).
 const MAX_BATCH: usize = 1024;
 
+/// `"latest"`: OpenF1's answer when it can be reached. When it cannot (no network at the
+/// track, the API down) and the cache holds a downloaded session, the newest of those is
+/// replayed after one attempt, with a warning, instead of failing a replay that needs no
+/// network. With nothing cached the question is retried as any other request.
+async fn resolve_latest(api: &Api, cache_root: &Path) -> Result<u64, fetch::FetchError> {
+    let Some(cached) = cache::newest_downloaded_session(cache_root) else {
+        return fetch::resolve_session_key(api, "latest").await;
+    };
+    match fetch::resolve_session_key_once(api, "latest").await {
+        Ok(key) => Ok(key),
+        Err(error) if error.is_transient() => {
+            tracing::warn!(
+                %error,
+                session_key = cached,
+                cache_dir = %cache_root.display(),
+                "openf1: cannot ask OpenF1 for the latest session; replaying the newest downloaded one"
+            );
+            Ok(cached)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Download the session if the cache is not complete, load it, and replay it.
 pub async fn run(
     config: &OpenF1Config,
@@ -35,7 +58,7 @@ pub async fn run(
         None => {
             let api = Api::new(config)?;
             tokio::select! {
-                key = fetch::resolve_session_key(&api, "latest") => key?,
+                key = resolve_latest(&api, cache_root) => key?,
                 _ = io.shutdown.triggered() => return Ok(()),
             }
         }
