@@ -10,6 +10,7 @@
 //! - [`http`]: HTTP servers shared by every component that listens on the same address.
 //! - [`telemetry`]: the car-telemetry record every game source emits, and the AC wire format.
 //! - [`wire`]: the compact protobuf encoding of event batches, for chaining instances.
+//! - `shared_memory` (Windows only): a game's named file mapping, read through a view.
 //! - [`pacing`], [`backoff`], [`shutdown`], [`metrics`]: small shared helpers.
 
 pub mod backoff;
@@ -20,6 +21,8 @@ pub mod metrics;
 pub mod pacing;
 pub mod record;
 pub mod secret;
+#[cfg(windows)]
+pub mod shared_memory;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;

@@ -2,12 +2,15 @@
 //! files.
 //!
 //! The game publishes three pages, `acpmf_physics`, `acpmf_graphics` and `acpmf_static`,
-//! laid out with `#pragma pack(4)`, little-endian, strings as UTF-16LE `wchar_t[N]`. On
-//! Linux (the game under Proton/Wine, or a bridge on the Windows PC) a bridge exposes the
-//! same bytes as files: point `dir` at the folder holding `acpmf_physics`,
-//! `acpmf_graphics` and `acpmf_static`, or name each file with `physics_path`,
-//! `graphics_path`, `static_path`. Mapping the pages by name directly on Windows
-//! (`Local\acpmf_physics`, ...) is not built in: this crate is only compiled for Linux here.
+//! laid out with `#pragma pack(4)`, little-endian, strings as UTF-16LE `wchar_t[N]`.
+//!
+//! - On the Windows PC running the game, leave `dir` and the paths out: the game's own
+//!   mappings `Local\acpmf_physics`, `Local\acpmf_graphics` and `Local\acpmf_static` are
+//!   read. (Compiled and type-checked for Windows; run only on Linux here.)
+//! - Anywhere (the game under Proton/Wine, or a bridge copying the pages off the Windows
+//!   PC), a bridge exposes the same bytes as files: point `dir` at the folder holding
+//!   `acpmf_physics`, `acpmf_graphics` and `acpmf_static`, or name each file with
+//!   `physics_path`, `graphics_path`, `static_path`.
 //!
 //! Every `poll_interval_ms` the physics page is read; when its `packetId` changed since the
 //! last frame (the game advanced a physics step, ~333 Hz) the graphics page is read too and
@@ -18,7 +21,8 @@
 //! Pages are checked before reading: a page shorter than its layout (a bridge caught
 //! mid-write, the wrong file) is counted as an error, logged (rate-limited) and skipped;
 //! the same bad page seen again on the next polls is not counted again. Missing files are
-//! not errors: the game or the bridge is simply not running yet (logged once). There is no
+//! not errors, nor are mappings nobody created: the game or the bridge is simply not
+//! running yet (logged once). There is no
 //! torn-read guard in the game's pages, so neither is there one here.
 //!
 //! Fields read beyond the ones FORMATS.md lists (`localAngularVel` at 296, `clutch` at 364)
@@ -39,7 +43,7 @@
 //! ```
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,7 +63,8 @@ use crate::util::{check_len, finite, lap_ms, now_ns, Bytes, LayoutError, LogLimi
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssettoShmConfig {
-    /// Folder with the files `acpmf_physics`, `acpmf_graphics` and `acpmf_static`.
+    /// Folder with the files `acpmf_physics`, `acpmf_graphics` and `acpmf_static`. On
+    /// Windows, leave this and the paths out to read the game's own mappings.
     #[serde(default)]
     pub dir: Option<PathBuf>,
     /// The physics page (overrides `dir`).
@@ -120,7 +125,7 @@ impl ComponentConfig for AssettoShmConfig {
 
     fn check(&self) -> Vec<OptionProblem> {
         let mut problems = Vec::new();
-        if self.paths().is_none() {
+        if self.paths().is_none() && !cfg!(windows) {
             let key = if self.physics_path.is_none() {
                 "physics_path"
             } else {
@@ -128,7 +133,7 @@ impl ComponentConfig for AssettoShmConfig {
             };
             problems.push(OptionProblem::new(
                 key,
-                "say where the pages are: `dir` (a folder with acpmf_physics, acpmf_graphics, acpmf_static) or `physics_path` and `graphics_path`",
+                "say where the pages are: `dir` (a folder with acpmf_physics, acpmf_graphics, acpmf_static) or `physics_path` and `graphics_path` (only on Windows, where the game's own mappings are read, may they be left out)",
             ));
         }
         if self.poll_interval_ms == 0 {
@@ -141,16 +146,24 @@ impl ComponentConfig for AssettoShmConfig {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Component>, ComponentError> {
-        let paths = self
-            .paths()
-            .ok_or("set `dir`, or `physics_path` and `graphics_path`")?;
-        let paths = PagePaths {
-            physics: ctx.resolve_path(&paths.physics),
-            graphics: ctx.resolve_path(&paths.graphics),
-            statics: paths.statics.map(|p| ctx.resolve_path(&p)),
+        let file = |path: &PathBuf| PageSource::File(ctx.resolve_path(path));
+        let pages = match self.paths() {
+            Some(paths) => [
+                Some(file(&paths.physics)),
+                Some(file(&paths.graphics)),
+                paths.statics.as_ref().map(file),
+            ],
+            #[cfg(windows)]
+            None => MAPPINGS.map(|name| {
+                Some(PageSource::Mapping(
+                    pitwall_api::shared_memory::NamedMapping::new(name),
+                ))
+            }),
+            #[cfg(not(windows))]
+            None => return Err("set `dir`, or `physics_path` and `graphics_path`".into()),
         };
         Ok(Box::new(AssettoShmSource {
-            paths,
+            pages,
             interval: Duration::from_millis(self.poll_interval_ms.max(1)),
             session: self.session.as_str().into(),
             started: Instant::now(),
@@ -169,7 +182,7 @@ pub fn spec() -> ComponentSpec {
     ComponentSpec::new::<AssettoShmConfig>(
         "assetto_shm",
         Role::Source,
-        "Assetto Corsa shared-memory pages (physics, graphics, static) exposed as files; one record per physics step",
+        "Assetto Corsa shared-memory pages (physics, graphics, static): the game's mappings on Windows, or files a bridge exposes; one record per physics step",
     )
 }
 
@@ -378,8 +391,51 @@ enum Page {
     Static = 2,
 }
 
+/// The game's mappings, in [`Page`] order.
+#[cfg(windows)]
+const MAPPINGS: [&str; 3] = [
+    "Local\\acpmf_physics",
+    "Local\\acpmf_graphics",
+    "Local\\acpmf_static",
+];
+
+/// Where one page's bytes come from.
+enum PageSource {
+    File(PathBuf),
+    #[cfg(windows)]
+    Mapping(pitwall_api::shared_memory::NamedMapping),
+}
+
+impl PageSource {
+    /// Copy the page into `buffer`; `Ok(false)` when it is not there (yet).
+    fn read(&mut self, buffer: &mut Vec<u8>) -> std::io::Result<bool> {
+        buffer.clear();
+        let read = match self {
+            Self::File(path) => {
+                std::fs::File::open(path).and_then(|mut file| file.read_to_end(buffer))
+            }
+            #[cfg(windows)]
+            Self::Mapping(mapping) => mapping.read_all(buffer).map(|()| buffer.len()),
+        };
+        match read {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            #[cfg(windows)]
+            Self::Mapping(mapping) => format!("mapping `{}`", mapping.name()),
+        }
+    }
+}
+
 struct AssettoShmSource {
-    paths: PagePaths,
+    /// Physics, graphics and (optional) static, in [`Page`] order.
+    pages: [Option<PageSource>; 3],
     interval: Duration,
     session: Arc<str>,
     started: Instant,
@@ -395,23 +451,14 @@ struct AssettoShmSource {
     buffers: [Vec<u8>; 3],
 }
 
-/// Read a whole (small) file into `buffer`; `Ok(false)` when it does not exist.
-fn read_page(path: &Path, buffer: &mut Vec<u8>) -> std::io::Result<bool> {
-    buffer.clear();
-    match std::fs::File::open(path) {
-        Ok(mut file) => {
-            file.read_to_end(buffer)?;
-            Ok(true)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(error),
-    }
-}
-
 #[async_trait]
 impl Component for AssettoShmSource {
     async fn run(&mut self, io: &mut Io) -> Result<(), ComponentError> {
-        tracing::info!(component = %io.id, physics = %self.paths.physics.display(), "reading Assetto Corsa shared-memory pages");
+        let physics = self.pages[Page::Physics as usize]
+            .as_ref()
+            .map(PageSource::describe)
+            .unwrap_or_default();
+        tracing::info!(component = %io.id, %physics, "reading Assetto Corsa shared-memory pages");
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -419,7 +466,8 @@ impl Component for AssettoShmSource {
                 _ = ticks.tick() => {}
                 _ = io.shutdown.triggered() => return Ok(()),
             }
-            // Tiny files on a memory file system: reading them inline takes microseconds.
+            // Tiny files on a memory file system, or a mapped view: reading them inline takes
+            // microseconds.
             if let Some(car) = self.poll(io) {
                 io.output
                     .send(vec![Event::new(
@@ -447,7 +495,7 @@ impl AssettoShmSource {
                 .is_none_or(|at| at.elapsed() >= STATIC_REFRESH)
         {
             self.statics_read = Some(Instant::now());
-            if self.paths.statics.is_some() {
+            if self.pages[Page::Static as usize].is_some() {
                 if let Some(page) = self.page(Page::Static, io, parse_static) {
                     self.statics = Some(StaticNames::new(&page));
                 }
@@ -472,18 +520,22 @@ impl AssettoShmSource {
         io: &Io,
         parse: fn(&[u8]) -> Result<T, LayoutError>,
     ) -> Option<T> {
-        let path = match page {
-            Page::Physics => &self.paths.physics,
-            Page::Graphics => &self.paths.graphics,
-            Page::Static => self.paths.statics.as_ref()?,
+        let read = self.pages[page as usize]
+            .as_mut()?
+            .read(&mut self.buffers[page as usize]);
+        // Named only when something is said about it.
+        let path = || {
+            self.pages[page as usize]
+                .as_ref()
+                .map(PageSource::describe)
+                .unwrap_or_default()
         };
-        let buffer = &mut self.buffers[page as usize];
-        match read_page(path, buffer) {
+        match read {
             Ok(true) => {}
             Ok(false) => {
                 if !self.missing_logged {
                     self.missing_logged = true;
-                    tracing::info!(component = %io.id, path = %path.display(), "page not there yet (is the game or its bridge running?)");
+                    tracing::info!(component = %io.id, path = %path(), "page not there yet (is the game or its bridge running?)");
                 }
                 return None;
             }
@@ -493,12 +545,13 @@ impl AssettoShmSource {
                     self.last_problem = Some(problem);
                     io.metrics.add_error();
                     if let Some(count) = self.errors.note() {
-                        tracing::warn!(component = %io.id, path = %path.display(), %error, count, "cannot read a page");
+                        tracing::warn!(component = %io.id, path = %path(), %error, count, "cannot read a page");
                     }
                 }
                 return None;
             }
         }
+        let buffer = &self.buffers[page as usize];
         match parse(buffer) {
             Ok(parsed) => Some(parsed),
             Err(error) => {
@@ -507,7 +560,7 @@ impl AssettoShmSource {
                     self.last_problem = Some(problem);
                     io.metrics.add_error();
                     if let Some(count) = self.errors.note() {
-                        tracing::warn!(component = %io.id, path = %path.display(), %error, count, "skipped a malformed page");
+                        tracing::warn!(component = %io.id, path = %path(), %error, count, "skipped a malformed page");
                     }
                 }
                 None

@@ -132,7 +132,7 @@ impl Rfactor2Config {
         let name = self.buffer_name(base);
         #[cfg(windows)]
         if self.dir.is_none() {
-            return Box::new(crate::mapping::MappedBuffer::new(&name));
+            return Box::new(pitwall_api::shared_memory::NamedMapping::new(&name));
         }
         let dir = PathBuf::from(self.dir.as_deref().unwrap_or(DEFAULT_DIR));
         Box::new(FileBuffer::new(ctx.resolve_path(&dir).join(name)))
