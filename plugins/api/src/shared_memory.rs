@@ -10,10 +10,11 @@ use std::ffi::c_void;
 use std::io;
 use std::sync::atomic::{fence, Ordering};
 
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::System::Memory::{
-    MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery, FILE_MAP_READ,
-    MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
+    CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
+    FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
+    PAGE_READWRITE,
 };
 
 /// A named mapping another process created, e.g. `Local\acpmf_physics` or
@@ -132,5 +133,58 @@ impl NamedMapping {
     /// new one under the same name).
     pub fn close(&mut self) {
         self.view = None;
+    }
+}
+
+/// A named mapping created here, as a game creates its own: backed by the paging file and
+/// writable. For tests of the readers (and any tool that plays the game's part).
+pub struct OwnedMapping {
+    view: View,
+}
+
+impl OwnedMapping {
+    /// Create (or open, if it exists) the mapping `name` of `len` bytes.
+    pub fn create(name: &str, len: usize) -> io::Result<Self> {
+        let wide: Vec<u16> = name.encode_utf16().chain(std::iter::once(0)).collect();
+        let size = u32::try_from(len).map_err(|_| io::Error::other("mapping too large"))?;
+        // SAFETY: `wide` is NUL-terminated; the handle and view are checked before use and
+        // owned by the returned `View`, which releases them.
+        unsafe {
+            let handle = CreateFileMappingW(
+                INVALID_HANDLE_VALUE,
+                std::ptr::null(),
+                PAGE_READWRITE,
+                0,
+                size,
+                wide.as_ptr(),
+            );
+            if handle.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+            let view = MapViewOfFile(handle, FILE_MAP_WRITE, 0, 0, len);
+            if view.Value.is_null() {
+                let error = io::Error::last_os_error();
+                CloseHandle(handle);
+                return Err(error);
+            }
+            Ok(Self {
+                view: View {
+                    handle,
+                    base: view.Value as *const u8,
+                    len,
+                },
+            })
+        }
+    }
+
+    /// Copy `bytes` into the mapping at `offset`, as far as it reaches.
+    pub fn write(&self, offset: usize, bytes: &[u8]) {
+        let n = self.view.len.saturating_sub(offset).min(bytes.len());
+        fence(Ordering::Release);
+        // SAFETY: `offset + n <= len`, the size of the view, mapped while `self` lives.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.view.base.add(offset) as *mut u8, n);
+        }
+        fence(Ordering::Release);
     }
 }

@@ -100,6 +100,15 @@ pub struct PagePaths {
 }
 
 impl AssettoShmConfig {
+    /// Whether the game's own mappings are read: on Windows, when no file is named at all.
+    fn game_mappings(&self) -> bool {
+        cfg!(windows)
+            && self.dir.is_none()
+            && self.physics_path.is_none()
+            && self.graphics_path.is_none()
+            && self.static_path.is_none()
+    }
+
     /// The pages' paths as written (relative ones not yet resolved); `None` when neither
     /// `dir` nor both of `physics_path` and `graphics_path` say.
     fn paths(&self) -> Option<PagePaths> {
@@ -125,7 +134,7 @@ impl ComponentConfig for AssettoShmConfig {
 
     fn check(&self) -> Vec<OptionProblem> {
         let mut problems = Vec::new();
-        if self.paths().is_none() && !cfg!(windows) {
+        if self.paths().is_none() && !self.game_mappings() {
             let key = if self.physics_path.is_none() {
                 "physics_path"
             } else {
@@ -154,12 +163,11 @@ impl ComponentConfig for AssettoShmConfig {
                 paths.statics.as_ref().map(file),
             ],
             #[cfg(windows)]
-            None => MAPPINGS.map(|name| {
+            None if self.game_mappings() => MAPPINGS.map(|name| {
                 Some(PageSource::Mapping(
                     pitwall_api::shared_memory::NamedMapping::new(name),
                 ))
             }),
-            #[cfg(not(windows))]
             None => return Err("set `dir`, or `physics_path` and `graphics_path`".into()),
         };
         Ok(Box::new(AssettoShmSource {
@@ -595,7 +603,11 @@ mod tests {
         let keys: Vec<String> = config.check().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, vec!["graphics_path", "poll_interval_ms"]);
         let config: AssettoShmConfig = parse_config("");
-        assert_eq!(config.check()[0].key, "physics_path");
+        if cfg!(windows) {
+            assert!(config.check().is_empty(), "the game's own mappings");
+        } else {
+            assert_eq!(config.check()[0].key, "physics_path");
+        }
     }
 
     #[test]

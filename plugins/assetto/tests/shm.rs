@@ -1,6 +1,8 @@
 //! `assetto_shm` reading pages a test writes byte by byte at the documented offsets
 //! (FORMATS.md 5c), as a bridge would expose them: frames on each new `packetId`, nothing
-//! while it stands still, short pages counted and skipped, missing files waited for.
+//! while it stands still, short pages counted and skipped, missing files waited for. On
+//! Windows (run here under Wine: `scripts/windows-tests.sh`), the same pages in named
+//! mappings the test creates as the game does.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -108,7 +110,11 @@ struct Running {
 }
 
 fn start(dir: &Path) -> Running {
-    let config: AssettoShmConfig = parse_config("dir = \"pages\"\npoll_interval_ms = 2");
+    start_with("dir = \"pages\"\npoll_interval_ms = 2", dir)
+}
+
+fn start_with(options: &str, dir: &Path) -> Running {
+    let config: AssettoShmConfig = parse_config(options);
     let mut component = config.build(&build_context("ac", dir)).unwrap();
     let mut wiring = wire("ac", false);
     let output = wiring.output.clone();
@@ -243,4 +249,60 @@ async fn frames_follow_the_physics_packet_id() {
     assert!(cars
         .windows(2)
         .all(|w| w[0].monotonic_ns < w[1].monotonic_ns));
+}
+
+/// The game's side on Windows: `Local\acpmf_*` mappings backed by the paging file.
+#[cfg(windows)]
+mod game_mappings {
+    use super::*;
+    use pitwall_api::shared_memory::OwnedMapping;
+
+    fn mapping(name: &str, len: usize, page: &Page) -> OwnedMapping {
+        let mapping = OwnedMapping::create(name, len).unwrap();
+        mapping.write(0, &page.0);
+        mapping
+    }
+
+    #[tokio::test]
+    async fn reads_the_games_own_mappings_when_no_files_are_named() {
+        let base = tempfile::tempdir().unwrap();
+        let running = start_with("poll_interval_ms = 2", base.path());
+        // The game is not running: no mappings, nothing emitted, no error.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(running.output.is_empty());
+        assert_eq!(running.metrics.snapshot().errors, 0);
+
+        let _statics = mapping("Local\\acpmf_static", 2048, &statics());
+        let _graphics = mapping("Local\\acpmf_graphics", 2048, &graphics(1));
+        let physics_page = mapping("Local\\acpmf_physics", 1024, &physics(10, 150.0));
+        until("the first frame", || running.output.len() == 1).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(running.output.len(), 1, "one frame per packetId");
+        physics_page.write(0, &physics(11, 151.0).0);
+        until("the second frame", || running.output.len() == 2).await;
+
+        running.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(5), running.task)
+            .await
+            .expect("stops on shutdown")
+            .unwrap();
+        let cars: Vec<_> = drain(&running.output)
+            .iter()
+            .map(|e| match &e.record {
+                Record::CarTelemetry(car) => car.clone(),
+                other => panic!("unexpected {:?}", other.kind()),
+            })
+            .collect();
+        assert_eq!(
+            cars.iter().map(|c| c.speed_kmh).collect::<Vec<_>>(),
+            vec![150.0, 151.0]
+        );
+        assert_eq!(cars[0].gear, 3);
+        assert_eq!(cars[0].clutch, 0.25);
+        assert_eq!(cars[0].driver.as_deref(), Some("Jacky Ickx"));
+        assert_eq!(cars[0].track.as_deref(), Some("spa"));
+        assert_eq!(cars[0].max_rpm, 9250.0);
+        assert_eq!(cars[0].position, [-120.5, 4.0, 310.25]);
+        assert_eq!(running.metrics.snapshot().errors, 0);
+    }
 }

@@ -14,6 +14,12 @@ use pitwall_rfactor2::rfactor2::Rfactor2Config;
 const WAIT: Duration = Duration::from_secs(5);
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    // Windows (or Wine, at least) refuses to rename over a file the source holds open: a
+    // bridge there writes in place, and the version block tells a half-written buffer.
+    if cfg!(windows) {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        return;
+    }
     // Write then rename, as a bridge replacing a file would: the reader never sees half.
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, bytes).unwrap();
@@ -42,8 +48,8 @@ async fn next_batch(queue: &pitwall_api::channel::Queue) -> Vec<Event> {
 async fn reads_the_bridge_files_and_emits_each_new_version_once() {
     let dir = temp_dir("source");
     let options = format!(
-        "dir = \"{}\"\nserver_pid = 4242\ncars = \"player\"\npoll_interval_ms = 5\ngame = \"le_mans_ultimate\"",
-        dir.display()
+        "dir = {:?}\nserver_pid = 4242\ncars = \"player\"\npoll_interval_ms = 5\ngame = \"le_mans_ultimate\"",
+        dir.display().to_string()
     );
     let config: Rfactor2Config = parse_config(&options);
     assert!(config.check().is_empty());
@@ -157,8 +163,8 @@ async fn reads_the_bridge_files_and_emits_each_new_version_once() {
 async fn all_cars_mode_emits_every_valid_vehicle_in_one_batch() {
     let dir = temp_dir("all");
     let config: Rfactor2Config = parse_config(&format!(
-        "dir = \"{}\"\ncars = \"all\"\npoll_interval_ms = 2",
-        dir.display()
+        "dir = {:?}\ncars = \"all\"\npoll_interval_ms = 2",
+        dir.display().to_string()
     ));
     let mut source = config.build(&build_context("rf2", &dir)).unwrap();
     let mut wiring = wire("rf2", false);
@@ -204,4 +210,60 @@ fn options_are_checked() {
         defaults.buffer_name("$rFactor2SMMP_Scoring$"),
         "$rFactor2SMMP_Scoring$"
     );
+}
+
+/// On Windows (run here under Wine: `scripts/windows-tests.sh`): no `dir`, so the plugin's
+/// own named mappings are read, written here as the game's plugin would.
+#[cfg(windows)]
+#[tokio::test]
+async fn reads_the_plugins_own_mappings_when_no_dir_is_given() {
+    use pitwall_api::shared_memory::OwnedMapping;
+
+    let config: Rfactor2Config = parse_config("cars = \"player\"\npoll_interval_ms = 5");
+    let mut source = config.build(&build_context("rf2", ".")).unwrap();
+    let mut wiring = wire("rf2", false);
+    let output = wiring.output.clone();
+    let metrics = wiring.io.metrics.clone();
+    let shutdown = wiring.io.shutdown.clone();
+    let task =
+        tokio::spawn(async move { source.run(&mut wiring.io).await.map_err(|e| e.to_string()) });
+
+    // The game is not running: no mappings, nothing emitted, no error.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(output.is_empty());
+    assert_eq!(metrics.snapshot().errors, 0);
+
+    let cars = [Car::new(30), Car::new(12)];
+    let first = telemetry(1, &cars);
+    let scoring_bytes = player_scoring(1);
+    let scoring_map = OwnedMapping::create("$rFactor2SMMP_Scoring$", scoring_bytes.len()).unwrap();
+    scoring_map.write(0, &scoring_bytes);
+    let telemetry_map = OwnedMapping::create("$rFactor2SMMP_Telemetry$", first.len()).unwrap();
+    telemetry_map.write(0, &first);
+    let batch = next_batch(&output).await;
+    let Record::CarTelemetry(car) = &batch[0].record else {
+        panic!("expected car_telemetry, got {:?}", batch[0].record);
+    };
+    assert_eq!(
+        (car.car_id, car.driver.as_deref()),
+        (12, Some("Player One"))
+    );
+
+    // The plugin writes the next version in place.
+    let mut moved = cars.clone();
+    moved[1].gear = 5;
+    telemetry_map.write(0, &telemetry(2, &moved));
+    let batch = next_batch(&output).await;
+    let Record::CarTelemetry(car) = &batch[0].record else {
+        panic!("expected car_telemetry");
+    };
+    assert_eq!(car.gear, 5);
+    assert_eq!(metrics.snapshot().errors, 0);
+
+    shutdown.trigger();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap()
+        .unwrap();
 }
