@@ -11,7 +11,7 @@ import jsonschema
 schema = json.load(open("schemas/pipeline.schema.json", encoding="utf-8"))
 validator = jsonschema.Draft202012Validator(schema)
 failed = False
-for path in sorted(glob.glob("pipelines/*.toml")):
+for path in sorted(glob.glob("pipelines/**/*.toml", recursive=True)):
     with open(path, "rb") as file:
         errors = [e.message for e in validator.iter_errors(tomllib.load(file))]
     if errors:

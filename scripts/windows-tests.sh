@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Windows build of the crates with Windows-only code (the games' named shared-memory
 # mappings), compiled for x86_64-pc-windows-gnu and tested under Wine: the tests create the
-# mappings as the games do and read them through the real sources. Installs what is
+# mappings as the games do and read them through the real sources, then run the real
+# pitwall-flow.exe on pipelines/windows/ac-shm-live.toml. Installs what is
 # missing (Debian's wine64 and MinGW-w64 GCC, the Rust target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,3 +28,5 @@ if [ ! -f "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" ]; then
     scripts/wine/bcryptprimitives.c -ladvapi32
 fi
 cargo test --target "$target" -p pitwall-api -p pitwall-assetto -p pitwall-rfactor2 "$@"
+# The real pitwall-flow.exe on the shipped Windows pipeline, with the test playing the game.
+cargo test --target "$target" -p pitwall-flow --test windows_game "$@"
