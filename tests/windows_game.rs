@@ -1,9 +1,16 @@
 //! The Windows build end to end, with the game's part played by the test (run here under
-//! Wine by `scripts/windows-tests.sh`): the shipped `pipelines/windows/ac-shm-live.toml`
-//! run by the real `pitwall-flow.exe`, reading `Local\acpmf_*` mappings this test creates
-//! and updates like Assetto Corsa, and serving the car on a WebSocket. An edit of the file
-//! adds a second WebSocket while the first client keeps receiving: hot reload on Windows.
+//! Wine by `scripts/windows-tests.sh`):
+//!
+//! - the shipped `pipelines/windows/ac-shm-live.toml` run by the real `pitwall-flow.exe`,
+//!   reading `Local\acpmf_*` mappings this test creates and updates like Assetto Corsa,
+//!   and serving the car on a WebSocket. An edit of the file adds a second WebSocket while
+//!   the first client keeps receiving: hot reload on Windows.
+//! - the shipped `pipelines/rf2-websocket.toml`, reading the `$rFactor2SMMP_*$` mappings
+//!   as the rF2 plugin writes them, and sending the original server's exact messages.
 #![cfg(windows)]
+
+#[path = "../plugins/rfactor2/tests/common/mod.rs"]
+mod rf2;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,14 +74,18 @@ async fn connect(url: &str) -> Socket {
     }
 }
 
-async fn next_car(socket: &mut Socket) -> serde_json::Value {
+async fn next_text(socket: &mut Socket) -> String {
     loop {
         match tokio::time::timeout(PATIENCE, socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).unwrap(),
+            Ok(Some(Ok(Message::Text(text)))) => return text.to_string(),
             Ok(Some(Ok(_))) => continue,
-            other => panic!("no car message: {other:?}"),
+            other => panic!("no message: {other:?}"),
         }
     }
+}
+
+async fn next_car(socket: &mut Socket) -> serde_json::Value {
+    serde_json::from_str(&next_text(socket).await).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,5 +156,81 @@ async fn the_windows_build_reads_the_games_memory_and_reloads_its_file() {
 
     running.store(false, Ordering::Relaxed);
     game.join().unwrap();
+    child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_windows_build_serves_rfactor2_as_the_original_server_did() {
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/rf2-websocket.toml");
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
+        .arg("run")
+        .arg("--no-watch")
+        .arg(&shipped)
+        .env("RF2_WS_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pitwall-flow.exe starts");
+
+    // The game is not running yet: the original's status message.
+    let mut client = connect(&format!("ws://127.0.0.1:{port}/")).await;
+    let message = next_car(&mut client).await;
+    assert_eq!(
+        message,
+        serde_json::json!({ "status": "no_player_vehicle_found" })
+    );
+
+    // The plugin maps its buffers; the player drives.
+    let mut player = rf2::Scored::new(12, b"Player One", 2);
+    player.is_player = true;
+    let scoring = rf2::scoring(
+        1,
+        &rf2::Info::default(),
+        &[rf2::Scored::new(30, b"AI Driver", 1), player],
+    );
+    let scoring_map = OwnedMapping::create("$rFactor2SMMP_Scoring$", scoring.len()).unwrap();
+    scoring_map.write(0, &scoring);
+    let telemetry = rf2::telemetry(1, &[rf2::Car::new(30), rf2::Car::new(12)]);
+    let telemetry_map = OwnedMapping::create("$rFactor2SMMP_Telemetry$", telemetry.len()).unwrap();
+    telemetry_map.write(0, &telemetry);
+    let started = Instant::now();
+    let text = loop {
+        let text = next_text(&mut client).await;
+        if text.contains("driverName") {
+            break text;
+        }
+        assert!(started.elapsed() < PATIENCE, "no car: {text}");
+    };
+    // The original's keys, in its order (a parsed object would sort them).
+    let keys = [
+        "driverName",
+        "vehicleName",
+        "trackName",
+        "place",
+        "gear",
+        "brake",
+        "throttle",
+        "session",
+    ];
+    let at: Vec<usize> = keys
+        .iter()
+        .map(|key| text.find(&format!("\"{key}\":")).expect(key))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let car: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(car.as_object().unwrap().len(), keys.len(), "{text}");
+    assert_eq!(car["driverName"], "Player One", "{car}");
+    assert!(car["vehicleName"]
+        .as_str()
+        .unwrap()
+        .starts_with("Dallara IR18"));
+    assert!(car["trackName"].as_str().unwrap().starts_with("Sebring"));
+    assert_eq!(car["place"], 2, "{car}");
+    assert_eq!(car["gear"], 3, "{car}");
+    assert_eq!(car["throttle"], 0.5, "{car}");
     child.kill().await.unwrap();
 }
