@@ -30,3 +30,46 @@ fi
 cargo test --target "$target" -p pitwall-api -p pitwall-assetto -p pitwall-rfactor2 "$@"
 # The real pitwall-flow.exe on the shipped Windows pipeline, with the test playing the game.
 cargo test --target "$target" -p pitwall-flow --test windows_game "$@"
+
+# The same replay recorded to Parquet by the Windows and the Linux binary, each stopping by
+# itself at the end: pyarrow reads both back, and they hold the same rows.
+cargo build --quiet --bin pitwall-flow
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for platform in windows linux; do
+  mkdir -p "$work/$platform"
+  cat > "$work/$platform/record.toml" <<TOML
+[sources.f1]
+type = "openf1"
+session_key = 9999
+cache_dir = "$PWD/pipelines/sample"
+speed = 0
+
+[sinks.parquet]
+type = "parquet"
+inputs = ["f1"]
+path = "$work/$platform/parquet"
+
+[runtime]
+exit_when_done = true
+TOML
+done
+RUST_LOG=warn wine "${CARGO_TARGET_DIR:-target}/$target/debug/pitwall-flow.exe" run --no-watch "$work/windows/record.toml"
+RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/debug/pitwall-flow" run --no-watch "$work/linux/record.toml"
+python3 - "$work" <<'PY'
+import pathlib, sys
+import pyarrow.parquet as pq
+work = pathlib.Path(sys.argv[1])
+def tables(platform):
+    files = sorted((work / platform / "parquet").glob("*.parquet"))
+    assert files, f"{platform}: no Parquet files"
+    return {f.name.split("-")[0]: pq.read_table(f) for f in files}
+windows, linux = tables("windows"), tables("linux")
+assert windows.keys() == linux.keys(), (windows.keys(), linux.keys())
+for kind in sorted(windows):
+    assert windows[kind].num_rows == linux[kind].num_rows > 0, kind
+    assert windows[kind].schema == linux[kind].schema, kind
+    assert windows[kind].equals(linux[kind]), f"{kind}: the rows differ"
+rows = sum(t.num_rows for t in windows.values())
+print(f"windows build: {len(windows)} Parquet files, {rows} rows, identical to the Linux build's")
+PY

@@ -548,10 +548,33 @@ async fn reload(
     }
 }
 
-/// Ctrl-C and SIGTERM: stop.
+/// Ctrl-C and SIGTERM: stop. On Windows also Ctrl-Break, the console window being closed,
+/// logoff and shutdown: Windows then allows a few seconds, enough to close every file.
 struct StopSignals {
     #[cfg(unix)]
     terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(windows)]
+    windows: Vec<(&'static str, WindowsStop)>,
+}
+
+#[cfg(windows)]
+enum WindowsStop {
+    Break(tokio::signal::windows::CtrlBreak),
+    Close(tokio::signal::windows::CtrlClose),
+    Logoff(tokio::signal::windows::CtrlLogoff),
+    Shutdown(tokio::signal::windows::CtrlShutdown),
+}
+
+#[cfg(windows)]
+impl WindowsStop {
+    async fn recv(&mut self) {
+        match self {
+            Self::Break(signal) => signal.recv().await,
+            Self::Close(signal) => signal.recv().await,
+            Self::Logoff(signal) => signal.recv().await,
+            Self::Shutdown(signal) => signal.recv().await,
+        };
+    }
 }
 
 impl StopSignals {
@@ -560,6 +583,24 @@ impl StopSignals {
             #[cfg(unix)]
             terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .ok(),
+            #[cfg(windows)]
+            windows: {
+                use tokio::signal::windows as console;
+                let mut signals = Vec::new();
+                if let Ok(signal) = console::ctrl_break() {
+                    signals.push(("Ctrl-Break", WindowsStop::Break(signal)));
+                }
+                if let Ok(signal) = console::ctrl_close() {
+                    signals.push(("console closed", WindowsStop::Close(signal)));
+                }
+                if let Ok(signal) = console::ctrl_logoff() {
+                    signals.push(("logoff", WindowsStop::Logoff(signal)));
+                }
+                if let Ok(signal) = console::ctrl_shutdown() {
+                    signals.push(("system shutdown", WindowsStop::Shutdown(signal)));
+                }
+                signals
+            },
         }
     }
 
@@ -579,7 +620,25 @@ impl StopSignals {
                 _ = terminate => "SIGTERM",
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            if self.windows.is_empty() {
+                let _ = tokio::signal::ctrl_c().await;
+                return "interrupted";
+            }
+            let others =
+                futures_util::future::select_all(self.windows.iter_mut().map(|(name, signal)| {
+                    Box::pin(async move {
+                        signal.recv().await;
+                        *name
+                    })
+                }));
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted",
+                (name, _, _) = others => name,
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
         {
             let _ = tokio::signal::ctrl_c().await;
             "interrupted"
