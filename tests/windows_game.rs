@@ -58,6 +58,19 @@ fn graphics() -> Vec<u8> {
     page
 }
 
+/// `pitwall-flow.exe` with these arguments and environment, quiet.
+fn run(args: &[&str], env: &[(&str, String)]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
+        .args(args)
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pitwall-flow.exe starts")
+}
+
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -116,17 +129,14 @@ async fn the_windows_build_reads_the_games_memory_and_reloads_its_file() {
     .unwrap();
     std::fs::write(&file, &shipped).unwrap();
     let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
-        .arg("run")
-        .arg(&file)
-        .env("AC_WS_ADDRESS", format!("127.0.0.1:{port}"))
-        .env("AC_PARQUET_DIR", dir.path().join("parquet"))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pitwall-flow.exe starts");
+    let parquet = dir.path().join("parquet").display().to_string();
+    let mut child = run(
+        &["run", &file.display().to_string()],
+        &[
+            ("AC_WS_ADDRESS", format!("127.0.0.1:{port}")),
+            ("AC_PARQUET_DIR", parquet),
+        ],
+    );
 
     let mut first = connect(&format!("ws://127.0.0.1:{port}/ac")).await;
     let car = next_car(&mut first).await;
@@ -164,17 +174,10 @@ async fn the_windows_build_serves_rfactor2_as_the_original_server_did() {
     let shipped =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/rf2-websocket.toml");
     let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
-        .arg("run")
-        .arg("--no-watch")
-        .arg(&shipped)
-        .env("RF2_WS_ADDRESS", format!("127.0.0.1:{port}"))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pitwall-flow.exe starts");
+    let mut child = run(
+        &["run", "--no-watch", &shipped.display().to_string()],
+        &[("RF2_WS_ADDRESS", format!("127.0.0.1:{port}"))],
+    );
 
     // The game is not running yet: the original's status message.
     let mut client = connect(&format!("ws://127.0.0.1:{port}/")).await;

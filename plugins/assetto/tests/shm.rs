@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pitwall_api::channel::Queue;
 use pitwall_api::testing::{build_context, drain, parse_config, wire};
-use pitwall_api::{ComponentConfig, ComponentMetrics, Record, Shutdown};
+use pitwall_api::{CarTelemetry, ComponentConfig, ComponentMetrics, Record, Shutdown};
 use pitwall_assetto::assetto_shm::AssettoShmConfig;
 use tokio::task::JoinHandle;
 
@@ -131,6 +131,24 @@ fn start_with(options: &str, dir: &Path) -> Running {
     }
 }
 
+impl Running {
+    /// Stop the source; the cars it emitted.
+    async fn stop(self) -> Vec<Arc<CarTelemetry>> {
+        self.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("stops on shutdown")
+            .unwrap();
+        drain(&self.output)
+            .iter()
+            .map(|e| match &e.record {
+                Record::CarTelemetry(car) => car.clone(),
+                other => panic!("unexpected {:?}", other.kind()),
+            })
+            .collect()
+    }
+}
+
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..500 {
         if done() {
@@ -198,19 +216,7 @@ async fn frames_follow_the_physics_packet_id() {
     write(&p, &Page(physics(14, 153.0).0[..220].to_vec()));
     until("the fourth frame", || running.output.len() == 4).await;
 
-    running.shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(5), running.task)
-        .await
-        .expect("stops on shutdown")
-        .unwrap();
-    let events = drain(&running.output);
-    let cars: Vec<_> = events
-        .iter()
-        .map(|e| match &e.record {
-            Record::CarTelemetry(car) => car.clone(),
-            other => panic!("unexpected {:?}", other.kind()),
-        })
-        .collect();
+    let cars = running.stop().await;
     assert_eq!(
         cars.iter().map(|c| c.speed_kmh).collect::<Vec<_>>(),
         vec![150.0, 151.0, 152.0, 153.0]
@@ -281,18 +287,8 @@ mod game_mappings {
         physics_page.write(0, &physics(11, 151.0).0);
         until("the second frame", || running.output.len() == 2).await;
 
-        running.shutdown.trigger();
-        tokio::time::timeout(Duration::from_secs(5), running.task)
-            .await
-            .expect("stops on shutdown")
-            .unwrap();
-        let cars: Vec<_> = drain(&running.output)
-            .iter()
-            .map(|e| match &e.record {
-                Record::CarTelemetry(car) => car.clone(),
-                other => panic!("unexpected {:?}", other.kind()),
-            })
-            .collect();
+        let metrics = running.metrics.clone();
+        let cars = running.stop().await;
         assert_eq!(
             cars.iter().map(|c| c.speed_kmh).collect::<Vec<_>>(),
             vec![150.0, 151.0]
@@ -303,6 +299,6 @@ mod game_mappings {
         assert_eq!(cars[0].track.as_deref(), Some("spa"));
         assert_eq!(cars[0].max_rpm, 9250.0);
         assert_eq!(cars[0].position, [-120.5, 4.0, 310.25]);
-        assert_eq!(running.metrics.snapshot().errors, 0);
+        assert_eq!(metrics.snapshot().errors, 0);
     }
 }

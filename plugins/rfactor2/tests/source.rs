@@ -44,6 +44,38 @@ async fn next_batch(queue: &pitwall_api::channel::Queue) -> Vec<Event> {
     batch.to_vec()
 }
 
+/// The source running `config` in the background: its output, counters and shutdown.
+struct Running {
+    output: std::sync::Arc<pitwall_api::channel::Queue>,
+    metrics: std::sync::Arc<pitwall_api::ComponentMetrics>,
+    shutdown: pitwall_api::Shutdown,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+fn start(config: &Rfactor2Config, base: &Path) -> Running {
+    let mut source = config.build(&build_context("rf2", base)).unwrap();
+    let mut wiring = wire("rf2", false);
+    Running {
+        output: wiring.output.clone(),
+        metrics: wiring.io.metrics.clone(),
+        shutdown: wiring.io.shutdown.clone(),
+        task: tokio::spawn(
+            async move { source.run(&mut wiring.io).await.map_err(|e| e.to_string()) },
+        ),
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.trigger();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("stops on shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn reads_the_bridge_files_and_emits_each_new_version_once() {
     let dir = temp_dir("source");
@@ -58,13 +90,8 @@ async fn reads_the_bridge_files_and_emits_each_new_version_once() {
         "car_telemetry",
         "declares what it emits"
     );
-    let mut source = config.build(&build_context("rf2", &dir)).unwrap();
-    let mut wiring = wire("rf2", false);
-    let output = wiring.output.clone();
-    let metrics = wiring.io.metrics.clone();
-    let shutdown = wiring.io.shutdown.clone();
-    let task =
-        tokio::spawn(async move { source.run(&mut wiring.io).await.map_err(|e| e.to_string()) });
+    let running = start(&config, &dir);
+    let (output, metrics) = (&running.output, &running.metrics);
 
     // The game is not running yet: nothing, and no error.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -79,7 +106,7 @@ async fn reads_the_bridge_files_and_emits_each_new_version_once() {
     write(&dir, "$rFactor2SMMP_Scoring$4242", &player_scoring(1));
     let cars = [Car::new(30), Car::new(12)];
     write(&dir, "$rFactor2SMMP_Telemetry$4242", &telemetry(1, &cars));
-    let batch = next_batch(&output).await;
+    let batch = next_batch(output).await;
     assert_eq!(batch.len(), 1, "only the player's car");
     let Record::CarTelemetry(car) = &batch[0].record else {
         panic!("expected car_telemetry, got {:?}", batch[0].record);
@@ -144,18 +171,13 @@ async fn reads_the_bridge_files_and_emits_each_new_version_once() {
         &scoring(2, &Info::default(), &[me]),
     );
     write(&dir, "$rFactor2SMMP_Telemetry$4242", &telemetry(3, &moved));
-    let batch = next_batch(&output).await;
+    let batch = next_batch(output).await;
     let Record::CarTelemetry(car) = &batch[0].record else {
         panic!("expected car_telemetry");
     };
     assert_eq!((car.gear, car.place), (5, 2));
 
-    shutdown.trigger();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("stops on shutdown")
-        .unwrap()
-        .unwrap();
+    running.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -166,16 +188,12 @@ async fn all_cars_mode_emits_every_valid_vehicle_in_one_batch() {
         "dir = {:?}\ncars = \"all\"\npoll_interval_ms = 2",
         dir.display().to_string()
     ));
-    let mut source = config.build(&build_context("rf2", &dir)).unwrap();
-    let mut wiring = wire("rf2", false);
-    let output = wiring.output.clone();
-    let shutdown = wiring.io.shutdown.clone();
-    let task =
-        tokio::spawn(async move { source.run(&mut wiring.io).await.map_err(|e| e.to_string()) });
+    let running = start(&config, &dir);
+    let output = &running.output;
     write(&dir, "$rFactor2SMMP_Scoring$", &player_scoring(1));
     let cars: Vec<Car> = (0..40).map(|i| Car::new(i + 100)).collect();
     write(&dir, "$rFactor2SMMP_Telemetry$", &telemetry(1, &cars));
-    let batch = next_batch(&output).await;
+    let batch = next_batch(output).await;
     assert_eq!(batch.len(), 40);
     let ids: Vec<i32> = batch
         .iter()
@@ -189,12 +207,7 @@ async fn all_cars_mode_emits_every_valid_vehicle_in_one_batch() {
         })
         .collect();
     assert_eq!(ids, (100..140).collect::<Vec<_>>());
-    shutdown.trigger();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -220,13 +233,8 @@ async fn reads_the_plugins_own_mappings_when_no_dir_is_given() {
     use pitwall_api::shared_memory::OwnedMapping;
 
     let config: Rfactor2Config = parse_config("cars = \"player\"\npoll_interval_ms = 5");
-    let mut source = config.build(&build_context("rf2", ".")).unwrap();
-    let mut wiring = wire("rf2", false);
-    let output = wiring.output.clone();
-    let metrics = wiring.io.metrics.clone();
-    let shutdown = wiring.io.shutdown.clone();
-    let task =
-        tokio::spawn(async move { source.run(&mut wiring.io).await.map_err(|e| e.to_string()) });
+    let running = start(&config, Path::new("."));
+    let (output, metrics) = (&running.output, &running.metrics);
 
     // The game is not running: no mappings, nothing emitted, no error.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -240,7 +248,7 @@ async fn reads_the_plugins_own_mappings_when_no_dir_is_given() {
     scoring_map.write(0, &scoring_bytes);
     let telemetry_map = OwnedMapping::create("$rFactor2SMMP_Telemetry$", first.len()).unwrap();
     telemetry_map.write(0, &first);
-    let batch = next_batch(&output).await;
+    let batch = next_batch(output).await;
     let Record::CarTelemetry(car) = &batch[0].record else {
         panic!("expected car_telemetry, got {:?}", batch[0].record);
     };
@@ -253,17 +261,12 @@ async fn reads_the_plugins_own_mappings_when_no_dir_is_given() {
     let mut moved = cars.clone();
     moved[1].gear = 5;
     telemetry_map.write(0, &telemetry(2, &moved));
-    let batch = next_batch(&output).await;
+    let batch = next_batch(output).await;
     let Record::CarTelemetry(car) = &batch[0].record else {
         panic!("expected car_telemetry");
     };
     assert_eq!(car.gear, 5);
     assert_eq!(metrics.snapshot().errors, 0);
 
-    shutdown.trigger();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("stops on shutdown")
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
