@@ -99,6 +99,25 @@ address = "127.0.0.1:{web_port}"
         )
         .await;
 
+    // A phone that (re)connects mid-race, a second after lane 2's last crossing: its lap
+    // timers run at once and agree with the page that saw the crossing (one that timed the
+    // lap from when it connected would be a second behind).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut late = Browser::open(&format!("http://127.0.0.1:{web_port}/")).await;
+    let current = "parseFloat(document.querySelector('#lane-2 .current').textContent) || 0";
+    late.wait_for("the late page's timers run", &format!("({current}) > 0"))
+        .await;
+    let (seen, joined) = (
+        browser.eval(current).await.as_f64().unwrap(),
+        late.eval(current).await.as_f64().unwrap(),
+    );
+    assert!(seen > 1.0, "lane 2's lap has run {seen} s");
+    assert!(
+        (seen - joined).abs() < 0.3,
+        "the late page times the lap from its start: {joined} s against {seen} s"
+    );
+    late.close().await;
+
     // STOP: the summary shows each lane's laps with the fastest lap highlighted.
     browser
         .eval("document.getElementById('stop').click(); true")

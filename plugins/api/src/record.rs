@@ -1020,6 +1020,10 @@ pub struct LaneState {
     pub lane: u32,
     /// Counted lap times in seconds, in order.
     pub laps: Vec<f64>,
+    /// When the lane's current lap began (lights out, or its last counted crossing as the
+    /// server saw it), ns since the epoch on the server's clock; `None` when not racing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lap_started_ns: Option<i64>,
 }
 
 /// The whole state of a slot-car race, for a dashboard that connects mid-race.

@@ -747,6 +747,7 @@ mod tests {
                 lanes: vec![LaneState {
                     lane: 1,
                     laps: vec![5.5, 5.25],
+                    lap_started_ns: Some(1_700_000_000_000_000_000),
                 }],
             })),
             RecordKind::LinkStatus => Record::LinkStatus(Arc::new(LinkStatus {

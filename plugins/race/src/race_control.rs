@@ -267,6 +267,9 @@ struct Lane {
     laps: Vec<f64>,
     /// The lane's last counted crossing (ns, in the clock it was measured with).
     last_ns: Option<i64>,
+    /// When its current lap began on the server's clock (lights out, or when its last
+    /// counted crossing arrived): what a dashboard joining mid-race times the lap from.
+    lap_started_ns: Option<i64>,
 }
 
 struct RaceControl {
@@ -401,6 +404,9 @@ impl RaceControl {
             let start_ns = self.clock.ns_at(due);
             self.phase = Phase::Running { start_ns };
             self.deadline = None;
+            for lane in &mut self.lanes {
+                lane.lap_started_ns = Some(start_ns);
+            }
             self.announce(out, due, json!({"type": "lights_out"}));
             out.push(Event::new(
                 start_ns,
@@ -450,9 +456,11 @@ impl RaceControl {
             Some("too_soon")
         } else if max_lap_ns.is_some_and(|max| after_ns > max) {
             lane.last_ns = Some(crossed_ns);
+            lane.lap_started_ns = Some(self.clock.ns_at(now));
             Some("too_slow")
         } else {
             lane.last_ns = Some(crossed_ns);
+            lane.lap_started_ns = Some(self.clock.ns_at(now));
             lane.laps.push(after_sec);
             None
         };
@@ -499,6 +507,7 @@ impl RaceControl {
         for lane in &mut self.lanes {
             lane.laps.clear();
             lane.last_ns = None;
+            lane.lap_started_ns = None;
         }
     }
 
@@ -538,6 +547,9 @@ impl RaceControl {
                 .map(|(i, lane)| LaneState {
                     lane: i as u32 + 1,
                     laps: lane.laps.clone(),
+                    lap_started_ns: lane
+                        .lap_started_ns
+                        .filter(|_| matches!(self.phase, Phase::Running { .. })),
                 })
                 .collect(),
         };

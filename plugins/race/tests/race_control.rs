@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pitwall_api::channel::Queue;
 use pitwall_api::component::ComponentConfig;
-use pitwall_api::record::{Command, GateTrigger};
+use pitwall_api::record::{Command, GateTrigger, RaceState};
 use pitwall_api::testing::{build_context, parse_config, wire};
 use pitwall_api::{ComponentMetrics, Event, Record, WhenFull};
 use pitwall_race::race_control::RaceControlConfig;
@@ -89,16 +89,22 @@ impl Harness {
         }
     }
 
-    /// The next state snapshot: status and laps per lane.
-    async fn state(&mut self) -> (String, Vec<Vec<f64>>) {
+    /// The next state snapshot, whole.
+    async fn race_state(&mut self) -> Arc<RaceState> {
         let event = self.next().await;
         match event.record {
-            Record::RaceState(state) => (
-                state.status.clone(),
-                state.lanes.iter().map(|lane| lane.laps.clone()).collect(),
-            ),
+            Record::RaceState(state) => state,
             other => panic!("expected a race state, got {other:?}"),
         }
+    }
+
+    /// The next state snapshot: status and laps per lane.
+    async fn state(&mut self) -> (String, Vec<Vec<f64>>) {
+        let state = self.race_state().await;
+        (
+            state.status.clone(),
+            state.lanes.iter().map(|lane| lane.laps.clone()).collect(),
+        )
     }
 
     /// Start a race and read through to `start_race`; returns lights out (ns).
@@ -255,6 +261,36 @@ async fn gates_make_laps_rejecting_bounces() {
     race.command("reset").await;
     assert_eq!(race.message().await.1, json!({"type": "reset"}));
     assert_eq!(race.state().await, ("idle".into(), vec![vec![], vec![]]));
+    race.finish().await;
+}
+
+/// What a dashboard joining mid-race times each lane's current lap from.
+#[tokio::test(start_paused = true)]
+async fn each_lanes_lap_start_is_in_the_state_while_racing() {
+    let mut race = Harness::start(&format!("seed = {SEED}"));
+    race.state().await;
+    let t0 = race.start_race().await;
+    // `start_race` read the running state already; a crossing brings the next one.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    race.gate(1, t0 + 5 * S, None).await;
+    race.message().await;
+    let state = race.race_state().await;
+    let started: Vec<Option<i64>> = state.lanes.iter().map(|l| l.lap_started_ns).collect();
+    assert_eq!(
+        started[1],
+        Some(t0),
+        "lane 2 is on its first lap, from lights out"
+    );
+    let lane_1 = started[0].expect("lane 1's second lap began");
+    assert!(
+        (lane_1 - (t0 + 5 * S)).abs() < 50_000_000,
+        "from when its crossing arrived: {} ms after lights out",
+        (lane_1 - t0) / 1_000_000
+    );
+    race.command("stop").await;
+    race.message().await;
+    let state = race.race_state().await;
+    assert!(state.lanes.iter().all(|l| l.lap_started_ns.is_none()));
     race.finish().await;
 }
 

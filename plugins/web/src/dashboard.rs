@@ -8,7 +8,9 @@
 //! - `WS /ws`: on connect, `{"type":"full_state","status":..,"track_1_laps":[..],..,
 //!   "track_1_last_lap":s|0,..}` built from the latest `race_state` record (with keys for
 //!   every lane it has); then every `race_event` record's message, as a JSON text frame, to
-//!   every client. The text frames `start`, `stop` and `reset` a browser sends become
+//!   every client. While racing, `full_state` also carries `track_N_current_lap_s`, how long
+//!   each lane's current lap has run when the client connects: a phone that reconnects
+//!   mid-race keeps its live lap timer. (The original page ignores keys it does not know.) The text frames `start`, `stop` and `reset` a browser sends become
 //!   `command` records on this sink's output (wire it back into `race_control`: the graph's
 //!   one loop, closed by a dropping edge). Other text is ignored.
 //!
@@ -154,10 +156,10 @@ impl ComponentConfig for DashboardConfig {
             hub: Mutex::new(Hub {
                 clients: HashMap::new(),
                 next_id: 0,
-                full_state: full_state_text(&RaceState {
+                state: RaceState {
                     status: "idle".into(),
                     lanes: Vec::new(),
-                }),
+                },
                 closed: false,
             }),
             slots: ClientLimit::new(self.max_clients),
@@ -172,9 +174,9 @@ impl ComponentConfig for DashboardConfig {
     }
 }
 
-/// The `full_state` message for `state` (always with at least tracks 1 and 2, as the
-/// original page expects them).
-pub fn full_state(state: &RaceState) -> Value {
+/// The `full_state` message for `state` at `now_ns` (always with at least tracks 1 and 2,
+/// as the original page expects them).
+pub fn full_state(state: &RaceState, now_ns: i64) -> Value {
     let status = match state.status.as_str() {
         "lights" => "running",
         other => other,
@@ -203,11 +205,18 @@ pub fn full_state(state: &RaceState) -> Value {
         let last = laps_of(n).last().map_or(json!(0), |s| json!(s));
         message.insert(format!("track_{n}_last_lap"), last);
     }
+    if state.status == "running" {
+        for lane in &state.lanes {
+            if let Some(started) = lane.lap_started_ns {
+                let running_ms = now_ns.saturating_sub(started).max(0) / 1_000_000;
+                message.insert(
+                    format!("track_{}_current_lap_s", lane.lane),
+                    json!(running_ms as f64 / 1e3),
+                );
+            }
+        }
+    }
     Value::Object(message)
-}
-
-fn full_state_text(state: &RaceState) -> Utf8Bytes {
-    Utf8Bytes::from(full_state(state).to_string())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -217,8 +226,8 @@ fn full_state_text(state: &RaceState) -> Utf8Bytes {
 struct Hub {
     clients: HashMap<u64, mpsc::Sender<Utf8Bytes>>,
     next_id: u64,
-    /// The `full_state` for the next client, kept current by `race_state` records.
-    full_state: Utf8Bytes,
+    /// The race as the next client is told it, kept current by `race_state` records.
+    state: RaceState,
     /// The sink is not running: new clients are closed at once.
     closed: bool,
 }
@@ -320,7 +329,7 @@ impl DashboardSink {
                             Err(mpsc::error::TrySendError::Closed(_)) => false,
                         });
                 }
-                Record::RaceState(state) => hub.full_state = full_state_text(state),
+                Record::RaceState(state) => hub.state = RaceState::clone(state),
                 _ => {}
             }
         }
@@ -376,8 +385,9 @@ async fn serve_client(mut socket: WebSocket, app: AppState) {
         if hub.closed {
             None
         } else {
+            let text = Utf8Bytes::from(full_state(&hub.state, now_ns()).to_string());
             // Cannot fail: the queue is new and empty.
-            let _ = tx.try_send(hub.full_state.clone());
+            let _ = tx.try_send(text);
             let id = hub.next_id;
             hub.next_id += 1;
             hub.clients.insert(id, tx);
@@ -439,10 +449,11 @@ mod tests {
             lanes: vec![LaneState {
                 lane: 1,
                 laps: vec![5.2, 4.8],
+                lap_started_ns: Some(7_000_000_000),
             }],
         };
         assert_eq!(
-            full_state(&state),
+            full_state(&state, 9_500_000_000),
             json!({
                 "type": "full_state",
                 "status": "running",
@@ -455,12 +466,39 @@ mod tests {
         let three = RaceState {
             status: "finished".into(),
             lanes: (1..=3)
-                .map(|lane| LaneState { lane, laps: vec![] })
+                .map(|lane| LaneState {
+                    lane,
+                    laps: vec![],
+                    lap_started_ns: Some(0),
+                })
                 .collect(),
         };
-        let message = full_state(&three);
+        let message = full_state(&three, 5);
         assert_eq!(message["status"], "finished");
         assert_eq!(message["track_3_laps"], json!([]));
         assert_eq!(message["track_3_last_lap"], 0);
+        assert!(
+            message.get("track_1_current_lap_s").is_none(),
+            "no lap runs once the race is over"
+        );
+    }
+
+    #[test]
+    fn full_state_while_racing_says_how_long_each_current_lap_has_run() {
+        let lane = |lane, started: Option<i64>| LaneState {
+            lane,
+            laps: vec![4.0],
+            lap_started_ns: started,
+        };
+        let state = RaceState {
+            status: "running".into(),
+            lanes: vec![lane(1, Some(7_000_000_000)), lane(2, None)],
+        };
+        let message = full_state(&state, 9_512_345_678);
+        assert_eq!(message["track_1_current_lap_s"], json!(2.512));
+        assert!(message.get("track_2_current_lap_s").is_none());
+        // A clock that went back shows a lap just begun, never a negative time.
+        let message = full_state(&state, 6_000_000_000);
+        assert_eq!(message["track_1_current_lap_s"], json!(0.0));
     }
 }

@@ -31,6 +31,7 @@ fn state(status: &str, lanes: &[&[f64]]) -> Event {
                 .map(|(i, laps)| LaneState {
                     lane: i as u32 + 1,
                     laps: laps.to_vec(),
+                    lap_started_ns: None,
                 })
                 .collect(),
         })),
