@@ -29,6 +29,10 @@
 //!
 //! Documents are serialized lazily and cached until the next change (see [`crate::documents`]).
 //!
+//! A server left running for a season sees session after session. At most `max_sessions`
+//! are kept: when another one starts, the one that has gone longest without a record is
+//! dropped, its documents with it (404 from then on) and its clients closed.
+//!
 //! Routes are mounted when `run` starts and unmounted when it returns, on the shared HTTP
 //! server of `address`: during a reload the old instance unmounts before the new one mounts.
 //! When the input ends, every client gets a normal close frame and `run` returns.
@@ -42,6 +46,7 @@
 //! # session_key = "9158"            # serve only this session, known from the start
 //! #                                 # (default: every session seen in the records)
 //! max_clients = 1024                # WebSocket clients at once; more get HTTP 503
+//! max_sessions = 8                  # sessions kept; the least recently fed one goes first
 //! finished_interval_ms = 1000       # FINISHED cadence after the session's end
 //! ```
 
@@ -100,6 +105,11 @@ pub struct CardputerConfig {
     /// Most WebSocket clients connected at once; further connections get HTTP 503.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
+    /// Most sessions kept in memory. When another one starts, the one that has gone
+    /// longest without a record is dropped: its documents answer 404 and its clients are
+    /// closed. Eight covers a race weekend.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
     /// After the session's `session_end`, once no frame has arrived for this long, send
     /// `{last_t_ms}|FINISHED` to every client, and again every this many milliseconds.
     #[serde(default = "default_finished_interval_ms")]
@@ -117,6 +127,10 @@ fn default_address() -> String {
 
 fn default_max_clients() -> usize {
     1024
+}
+
+fn default_max_sessions() -> usize {
+    8
 }
 
 fn default_finished_interval_ms() -> u64 {
@@ -179,6 +193,12 @@ impl ComponentConfig for CardputerConfig {
                 "must be at least 1, or no device could connect",
             ));
         }
+        if self.max_sessions == 0 {
+            problems.push(OptionProblem::new(
+                "max_sessions",
+                "must be at least 1, or nothing could be served",
+            ));
+        }
         if self.finished_interval_ms == 0 {
             problems.push(OptionProblem::new(
                 "finished_interval_ms",
@@ -200,6 +220,7 @@ impl ComponentConfig for CardputerConfig {
             shared,
             only_session: self.session_key.as_deref().map(SessionKey::from),
             finished_interval: Duration::from_millis(self.finished_interval_ms.max(1)),
+            max_sessions: self.max_sessions.max(1),
             sessions: HashMap::new(),
             token: self.token.clone(),
         };
@@ -293,6 +314,9 @@ struct SessionState {
     finished_sent_at: Option<Instant>,
     /// What was last published, to restore after a restart of `run`.
     last_text: Option<Utf8Bytes>,
+    /// When a record of this session last arrived: the least recent goes first when
+    /// `max_sessions` are kept.
+    last_record_at: Instant,
 }
 
 impl SessionState {
@@ -319,6 +343,7 @@ struct CardputerSink {
     shared: Arc<Shared>,
     only_session: Option<SessionKey>,
     finished_interval: Duration,
+    max_sessions: usize,
     sessions: HashMap<SessionKey, SessionState>,
     token: Option<Secret>,
 }
@@ -374,8 +399,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl CardputerSink {
-    /// The state of `key`, creating it (and making it servable) on first sight.
+    /// The state of `key`, creating it (and making it servable) on first sight, after
+    /// dropping the least recently fed session if `max_sessions` are kept already.
     fn session(&mut self, key: &SessionKey) -> &mut SessionState {
+        if !self.sessions.contains_key(key) && self.sessions.len() >= self.max_sessions {
+            self.drop_stalest_session();
+        }
         self.sessions.entry(key.clone()).or_insert_with(|| {
             let hub = Arc::new(SessionHub::new());
             self.shared
@@ -391,8 +420,33 @@ impl CardputerSink {
                 ended_at: None,
                 finished_sent_at: None,
                 last_text: None,
+                last_record_at: Instant::now(),
             }
         })
+    }
+
+    fn drop_stalest_session(&mut self) {
+        let Some(stalest) = self
+            .sessions
+            .iter()
+            .min_by_key(|(_, session)| session.last_record_at)
+            .map(|(key, _)| key.clone())
+        else {
+            return;
+        };
+        self.shared
+            .sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&stalest);
+        if let Some(session) = self.sessions.remove(&stalest) {
+            session.hub.publish(Latest::Closed);
+        }
+        tracing::info!(
+            session_key = %stalest,
+            max_sessions = self.max_sessions,
+            "cardputer: no longer serving the session fed longest ago (max_sessions)"
+        );
     }
 
     fn apply(&mut self, batch: &[Event]) {
@@ -407,6 +461,7 @@ impl CardputerSink {
                 continue;
             }
             let session = self.session(key);
+            session.last_record_at = now;
             match &event.record {
                 Record::Frame(frame) => {
                     if session.last_t_ms.is_some_and(|last| frame.t_ms < last) {

@@ -23,10 +23,14 @@ fn key() -> SessionKey {
 }
 
 fn frame(t_ms: i64, cars: &[(u32, f64, f64, u32)]) -> Event {
+    frame_of(SESSION, t_ms, cars)
+}
+
+fn frame_of(session: &str, t_ms: i64, cars: &[(u32, f64, f64, u32)]) -> Event {
     Event::new(
         t_ms * 1_000_000,
         Record::Frame(Arc::new(Frame {
-            session_key: key(),
+            session_key: session.into(),
             t_ms,
             cars: cars
                 .iter()
@@ -404,6 +408,60 @@ async fn unknown_sessions_and_names_are_404() {
     ] {
         assert_eq!(running.get(&path).await.status(), 404, "{path}");
     }
+    running.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_session_fed_longest_ago_goes_when_max_sessions_are_kept() {
+    let running = start::<CardputerConfig>("max_sessions = 2", PROBE).await;
+    let car = [(1, 1.0, 1.0, 1)];
+    let driver = |session: &str| {
+        Event::new(
+            0,
+            Record::Driver(Arc::new(Driver {
+                session_key: session.into(),
+                driver_number: 1,
+                ..Default::default()
+            })),
+        )
+    };
+    running
+        .push(vec![driver("fp1"), frame_of("fp1", 100, &car)])
+        .await;
+    let mut fp1 = running.connect("fp1").await;
+    assert_eq!(next_text(&mut fp1, T).await, "100|1,1,1,1");
+    running
+        .push(vec![driver("fp2"), frame_of("fp2", 100, &car)])
+        .await;
+    // fp1 is fed again: now fp2 has gone longest without a record.
+    running.push(vec![frame_of("fp1", 200, &car)]).await;
+    assert_eq!(next_text(&mut fp1, T).await, "200|1,1,1,1");
+    assert_eq!(running.get("/session/fp2/drivers").await.status(), 200);
+    let mut fp2 = running.connect("fp2").await;
+    assert_eq!(next_text(&mut fp2, T).await, "100|1,1,1,1");
+
+    running.push(vec![frame_of("fp3", 100, &car)]).await;
+    // Its connected device is closed, not left waiting for frames that never come.
+    assert!(matches!(
+        next_message(&mut fp2, T).await,
+        Message::Close(Some(_))
+    ));
+    let deadline = Instant::now() + T;
+    while running.get("/session/fp2/drivers").await.status() != 404 {
+        assert!(Instant::now() < deadline, "fp2 was never dropped");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut late = running.connect("fp2").await;
+    match next_message(&mut late, T).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4004),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // The sessions kept are untouched.
+    assert_eq!(running.get("/session/fp1/drivers").await.status(), 200);
+    running.push(vec![frame_of("fp1", 300, &car)]).await;
+    assert_eq!(next_text(&mut fp1, T).await, "300|1,1,1,1");
+    let mut fp3 = running.connect("fp3").await;
+    assert_eq!(next_text(&mut fp3, T).await, "100|1,1,1,1");
     running.finish().await.unwrap();
 }
 
