@@ -1,11 +1,17 @@
 //! `pitwall-flow convert`: `.pb.gz` recordings to Parquet through the real binary, read back
 //! with the parquet crate; bad inputs and an existing output are refused with the path named.
 
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::ffi::OsStr;
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use arrow_array::{Array, Float32Array, Int32Array, Int64Array, StringArray};
+use cli::text;
+
+use arrow_array::{Array, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pitwall_api::telemetry::proto;
 use pitwall_files::pbgz::FrameWriter;
@@ -40,20 +46,23 @@ fn write_recording(path: &Path, first: u64, frames: u64) {
 }
 
 fn convert(args: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
-        .arg("convert")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let mut all = vec![OsStr::new("convert")];
+    all.extend(args.iter().map(|path| path.as_os_str()));
+    cli::run(&all)
 }
 
 /// Every row's (t_ns, speed_kmh, gear, rpm, lap, game, session).
 type Row = (i64, f32, i32, f32, i32, String, String);
+
+/// The column `name` of `batch`, as the array type it must have.
+fn column<'b, T: Array + 'static>(batch: &'b RecordBatch, name: &str) -> &'b T {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("column {name} has the wrong type"))
+}
 
 fn read_rows(path: &Path) -> Vec<Row> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
@@ -63,21 +72,13 @@ fn read_rows(path: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
-        let column = |name: &str| batch.column_by_name(name).unwrap().clone();
-        let t = column("t_ns");
-        let t = t.as_any().downcast_ref::<Int64Array>().unwrap();
-        let speed = column("speed_kmh");
-        let speed = speed.as_any().downcast_ref::<Float32Array>().unwrap();
-        let gear = column("gear");
-        let gear = gear.as_any().downcast_ref::<Int32Array>().unwrap();
-        let rpm = column("rpm");
-        let rpm = rpm.as_any().downcast_ref::<Float32Array>().unwrap();
-        let lap = column("lap");
-        let lap = lap.as_any().downcast_ref::<Int32Array>().unwrap();
-        let game = column("game");
-        let game = game.as_any().downcast_ref::<StringArray>().unwrap();
-        let session = column("session");
-        let session = session.as_any().downcast_ref::<StringArray>().unwrap();
+        let t: &Int64Array = column(&batch, "t_ns");
+        let speed: &Float32Array = column(&batch, "speed_kmh");
+        let gear: &Int32Array = column(&batch, "gear");
+        let rpm: &Float32Array = column(&batch, "rpm");
+        let lap: &Int32Array = column(&batch, "lap");
+        let game: &StringArray = column(&batch, "game");
+        let session: &StringArray = column(&batch, "session");
         for i in 0..batch.num_rows() {
             rows.push((
                 t.value(i),

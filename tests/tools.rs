@@ -1,14 +1,17 @@
 //! `pitwall-flow inspect` and `pitwall-flow plot`, run as the built binary on a Parquet file
 //! shaped like the original converter's car telemetry (plus a lap, a spline, car and track).
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
+use cli::{run, text};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use pitwall_flow::tools::format_float;
@@ -153,18 +156,6 @@ fn fixture() -> Fixture {
         parquet,
         data,
     }
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The statistics line of `column` (split on whitespace).
@@ -590,7 +581,7 @@ fn plot_without_numeric_columns_says_so() {
 #[test]
 fn plot_font_override_must_exist() {
     let f = fixture();
-    let out = Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pitwall-flow"))
         .args(["plot", f.parquet.to_str().unwrap()])
         .env("PITWALL_FONT", f.dir.join("missing.ttf"))
         .env("NO_COLOR", "1")

@@ -927,6 +927,25 @@ async fn run_logged(
     (result, drain(&wiring.output), discarded)
 }
 
+/// The source set up as the engine would, to download from a server serving `db` (with
+/// `extra` options) into a fresh cache; its log is captured by [`run_logged`].
+async fn faulty_download(
+    db: Db,
+    extra: &str,
+) -> (
+    Server,
+    tempfile::TempDir,
+    Box<dyn pitwall_api::Component>,
+    Logs,
+) {
+    let server = Server::start(db).await;
+    let root = tempfile::tempdir().unwrap();
+    let component = config(&server.base_url(), root.path(), extra)
+        .build(&build_context("f1", "."))
+        .unwrap();
+    (server, root, component, Logs::default())
+}
+
 /// What "nothing lost" is measured against: the same session downloaded from a server
 /// without faults (rows of the wrong type included: `race_db` serves a driver numbered
 /// "garbage" and a car_data row whose speed is "fast"), its cache directory, replay and
@@ -1014,15 +1033,11 @@ async fn a_stalling_server_costs_seconds_and_no_data() {
         Fault::Stall,
         Some(1),
     );
-    let server = Server::start(db).await;
-    let root = tempfile::tempdir().unwrap();
-    let config = config(
-        &server.base_url(),
-        root.path(),
+    let (server, root, mut component, logs) = faulty_download(
+        db,
         "request_timeout_s = 1.0\nusername = \"fan@example.com\"\npassword = \"s3cret\"",
-    );
-    let mut component = config.build(&build_context("f1", ".")).unwrap();
-    let logs = Logs::default();
+    )
+    .await;
     let started = std::time::Instant::now();
     let (result, events, discarded) = run_logged(&mut component, &logs).await;
     let elapsed = started.elapsed();
@@ -1119,11 +1134,7 @@ async fn transient_garbage_answers_are_retried_and_never_stored() {
         Fault::Truncated,
         Some(1),
     );
-    let server = Server::start(db).await;
-    let root = tempfile::tempdir().unwrap();
-    let config = config(&server.base_url(), root.path(), "");
-    let mut component = config.build(&build_context("f1", ".")).unwrap();
-    let logs = Logs::default();
+    let (server, root, mut component, logs) = faulty_download(db, "").await;
     let (result, events, discarded) = run_logged(&mut component, &logs).await;
     result.expect("the download outlasts the garbage");
 
@@ -1188,11 +1199,7 @@ async fn a_connection_dropped_mid_body_is_retried() {
         Fault::DropMidBody,
         Some(2),
     );
-    let server = Server::start(db).await;
-    let root = tempfile::tempdir().unwrap();
-    let config = config(&server.base_url(), root.path(), "");
-    let mut component = config.build(&build_context("f1", ".")).unwrap();
-    let logs = Logs::default();
+    let (server, root, mut component, logs) = faulty_download(db, "").await;
     let (result, events, discarded) = run_logged(&mut component, &logs).await;
     result.expect("the download outlasts the dropped connections");
 
@@ -1242,11 +1249,7 @@ async fn persistent_garbage_fails_clearly_and_the_next_run_resumes() {
         Fault::Html,
         None,
     );
-    let server = Server::start(db).await;
-    let root = tempfile::tempdir().unwrap();
-    let config = config(&server.base_url(), root.path(), "");
-    let mut component = config.build(&build_context("f1", ".")).unwrap();
-    let logs = Logs::default();
+    let (server, root, mut component, logs) = faulty_download(db, "").await;
     let (result, events, _) = run_logged(&mut component, &logs).await;
     let error = result.expect_err("a fault that outlasts the retries fails the download");
     assert!(
