@@ -31,13 +31,13 @@ struct View {
     len: usize,
 }
 
-// The view is only read, through copies, by whoever owns the `MappedBuffer`.
+// The view is only touched, through copies, by whoever owns the mapping holding it.
 unsafe impl Send for View {}
 
 impl Drop for View {
     fn drop(&mut self) {
         // SAFETY: `base` and `handle` came from a successful MapViewOfFile and
-        // OpenFileMappingW and are released exactly once, here.
+        // Open/CreateFileMappingW and are released exactly once, here.
         unsafe {
             UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
                 Value: self.base as *mut c_void,
@@ -51,7 +51,7 @@ impl NamedMapping {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
-            wide: name.encode_utf16().chain(std::iter::once(0)).collect(),
+            wide: wide(name),
             view: None,
         }
     }
@@ -84,9 +84,16 @@ impl NamedMapping {
             })
         }
     }
-}
 
-impl NamedMapping {
+    /// The open view, opening the mapping on first use.
+    fn view(&mut self) -> io::Result<&View> {
+        let view = match self.view.take() {
+            Some(view) => view,
+            None => self.open()?,
+        };
+        Ok(self.view.insert(view))
+    }
+
     /// The mapping's name, for messages.
     pub fn name(&self) -> &str {
         &self.name
@@ -96,12 +103,7 @@ impl NamedMapping {
     /// (`Ok(0)`) past it. Opens the mapping on first use; an error means nobody has created
     /// it (the game is not running) or it cannot be read.
     pub fn read_at(&mut self, offset: usize, out: &mut [u8]) -> io::Result<usize> {
-        if self.view.is_none() {
-            self.view = Some(self.open()?);
-        }
-        let Some(view) = self.view.as_ref() else {
-            return Ok(0);
-        };
+        let view = self.view()?;
         let n = view.len.saturating_sub(offset).min(out.len());
         if n == 0 {
             return Ok(0);
@@ -120,10 +122,8 @@ impl NamedMapping {
 
     /// Copy the whole mapping (a few pages at most) into `out`.
     pub fn read_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        if self.view.is_none() {
-            self.view = Some(self.open()?);
-        }
-        out.resize(self.view.as_ref().map_or(0, |view| view.len), 0);
+        let len = self.view()?.len;
+        out.resize(len, 0);
         let n = self.read_at(0, out)?;
         out.truncate(n);
         Ok(())
@@ -145,7 +145,7 @@ pub struct OwnedMapping {
 impl OwnedMapping {
     /// Create (or open, if it exists) the mapping `name` of `len` bytes.
     pub fn create(name: &str, len: usize) -> io::Result<Self> {
-        let wide: Vec<u16> = name.encode_utf16().chain(std::iter::once(0)).collect();
+        let wide = wide(name);
         let size = u32::try_from(len).map_err(|_| io::Error::other("mapping too large"))?;
         // SAFETY: `wide` is NUL-terminated; the handle and view are checked before use and
         // owned by the returned `View`, which releases them.
@@ -187,4 +187,9 @@ impl OwnedMapping {
         }
         fence(Ordering::Release);
     }
+}
+
+/// `name` as the NUL-terminated UTF-16 string the Windows calls take.
+fn wide(name: &str) -> Vec<u16> {
+    name.encode_utf16().chain(std::iter::once(0)).collect()
 }

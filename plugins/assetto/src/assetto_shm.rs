@@ -6,7 +6,7 @@
 //!
 //! - On the Windows PC running the game, leave `dir` and the paths out: the game's own
 //!   mappings `Local\acpmf_physics`, `Local\acpmf_graphics` and `Local\acpmf_static` are
-//!   read. (Compiled and type-checked for Windows; run only on Linux here.)
+//!   read. (Tested here in the Windows build under Wine, by `scripts/windows-tests.sh`.)
 //! - Anywhere (the game under Proton/Wine, or a bridge copying the pages off the Windows
 //!   PC), a bridge exposes the same bytes as files: point `dir` at the folder holding
 //!   `acpmf_physics`, `acpmf_graphics` and `acpmf_static`, or name each file with
