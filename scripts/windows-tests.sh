@@ -3,29 +3,40 @@
 # mappings), compiled for x86_64-pc-windows-gnu and tested under Wine: the tests create the
 # mappings as the games do and read them through the real sources, then run the real
 # pitwall-flow.exe on pipelines/windows/ac-shm-live.toml. Installs what is
-# missing (Debian's wine64 and MinGW-w64 GCC, the Rust target).
+# missing (Debian's wine and MinGW-w64 GCC, the Rust target) and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/setup.sh
 target=x86_64-pc-windows-gnu
 
+# Debian's `wine` brings `wine` and `wineboot` (with wine64); `wine64` alone puts neither
+# on the PATH.
 need=()
-command -v wine >/dev/null || need+=(wine64)
+command -v wine >/dev/null && command -v wineboot >/dev/null || need+=(wine)
 command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
-if [ ${#need[@]} -gt 0 ]; then
-  as_root=()
-  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
-  "${as_root[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+apt_install "${need[@]}"
+require_command wine wine
+require_command wineboot wine
+require_command x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64
+rust_target "$target"
+pip_install pyarrow pyarrow   # reads both builds' Parquet back, below
 
 export WINEDEBUG=-all WINEPREFIX="${WINEPREFIX:-$HOME/.wine-pitwall}"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
-if [ ! -f "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" ]; then
-  wineboot --init >/dev/null 2>&1 || true
+system32="$WINEPREFIX/drive_c/windows/system32"
+if [ ! -d "$system32" ]; then
+  say "creating the Wine prefix $WINEPREFIX (once per prefix, about a minute)"
+  wineboot --init >"${TMPDIR:-/tmp}/pitwall-wineboot.log" 2>&1 \
+    || die "wineboot --init failed for $WINEPREFIX (log: ${TMPDIR:-/tmp}/pitwall-wineboot.log); remove the prefix and run again"
+  # wineboot returns before wineserver has written everything: wait for it.
+  wineserver --wait 2>/dev/null || true
+  [ -d "$system32" ] || die "wineboot --init made no $system32 (log: ${TMPDIR:-/tmp}/pitwall-wineboot.log)"
+fi
+if [ ! -f "$system32/bcryptprimitives.dll" ]; then
   # Wine 8 lacks the DLL Rust's standard library takes random bytes from.
-  x86_64-w64-mingw32-gcc -O2 -shared -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
-    scripts/wine/bcryptprimitives.c -ladvapi32
+  say "building bcryptprimitives.dll into the Wine prefix (Wine 8 lacks it)"
+  x86_64-w64-mingw32-gcc -O2 -shared -o "$system32/bcryptprimitives.dll" \
+    scripts/wine/bcryptprimitives.c -ladvapi32 || die "could not build bcryptprimitives.dll with MinGW-w64"
 fi
 cargo test --target "$target" -p pitwall-api -p pitwall-assetto -p pitwall-rfactor2 "$@"
 # The real pitwall-flow.exe on the shipped Windows pipeline, with the test playing the game.
