@@ -15,13 +15,11 @@
 //!
 //! One sink feeds up to `max_clients` sockets at 10 frames a second, so nothing is done per
 //! client that can be done once: each frame is formatted once into shared bytes
-//! ([`Utf8Bytes`], a reference-counted buffer) and published, in order, on a per-session
-//! [`tokio::sync::broadcast`] ring of the last [`CLIENT_BACKLOG`] texts; a
-//! [`tokio::sync::watch`] beside it holds the newest one. Every client task sends the ring's
-//! texts in order, so a client whose task runs late (a busy machine, a thousand clients) still
-//! gets every frame, with no gap. A client that reads slowly is stuck only in its own `send`;
-//! once it has fallen more than [`CLIENT_BACKLOG`] texts behind it skips straight to the
-//! newest, so it never holds up the sink or the other clients, and the sink never waits on a
+//! ([`Utf8Bytes`], a reference-counted buffer) and published, in order, on the session's
+//! [`Hub`] (the fan-out every web sink shares, see [`crate::hub`]), which keeps the last
+//! [`CLIENT_BACKLOG`] texts. A client whose task runs late still gets every frame; one that
+//! falls further behind skips straight to the newest, so it never holds up the sink or the
+//! other clients, and the sink never waits on a
 //! client. A client that connects gets the current frame at once, without waiting for the
 //! next one. A client whose socket accepts nothing for 10 s is dropped without a close frame
 //! (counted as an error of the sink). Until then the kernel's socket buffers hold what it did
@@ -45,19 +43,22 @@
 //! address = "127.0.0.1:8000"        # the firmware expects port 8000
 //! # session_key = "9158"            # serve only this session, known from the start
 //! #                                 # (default: every session seen in the records)
+//! # answers_to = ["9523"]           # keys that also get session_key's session (the
+//! #                                 # public firmware asks for 9523)
 //! max_clients = 1024                # WebSocket clients at once; more get HTTP 503
 //! max_sessions = 8                  # sessions kept; the least recently fed one goes first
 //! finished_interval_ms = 1000       # FINISHED cadence after the session's end
 //! ```
 
-use crate::clients::{close, configure, send_text, ClientLimit, Sent};
+use crate::clients::{close, configure, ClientLimit};
+use crate::hub::{serve, Hub, Latest};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -73,7 +74,6 @@ use pitwall_api::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use crate::documents::SessionDocuments;
@@ -102,6 +102,11 @@ pub struct CardputerConfig {
     /// first record). Default: every session seen in the records.
     #[serde(default)]
     pub session_key: Option<String>,
+    /// Other session keys that answer with `session_key`'s session: the public Pocket
+    /// Pitwall firmware has its session key (9523) compiled in, so `answers_to = ["9523"]`
+    /// shows it whatever session is served. Needs `session_key`.
+    #[serde(default)]
+    pub answers_to: Vec<String>,
     /// Most WebSocket clients connected at once; further connections get HTTP 503.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
@@ -117,7 +122,7 @@ pub struct CardputerConfig {
     /// Require this token from every client (`Authorization: Bearer TOKEN` or
     /// `?access_token=TOKEN`); usually `"${PITWALL_TOKEN}"`. Default: open to anyone who
     /// can reach the address.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pitwall_api::secret::non_empty_token")]
     pub token: Option<Secret>,
 }
 
@@ -187,6 +192,15 @@ impl ComponentConfig for CardputerConfig {
                 "must not be empty; leave it out to serve every session",
             ));
         }
+        if !self.answers_to.is_empty() && self.session_key.is_none() {
+            problems.push(OptionProblem::new(
+                "answers_to",
+                "needs `session_key`: the session these keys answer with",
+            ));
+        }
+        if self.answers_to.iter().any(|key| key.is_empty()) {
+            problems.push(OptionProblem::new("answers_to", "a key must not be empty"));
+        }
         if self.max_clients == 0 {
             problems.push(OptionProblem::new(
                 "max_clients",
@@ -214,6 +228,14 @@ impl ComponentConfig for CardputerConfig {
         let shared = Arc::new(Shared {
             sessions: RwLock::new(HashMap::new()),
             clients: ClientLimit::new(self.max_clients),
+            aliases: match &self.session_key {
+                Some(served) => self
+                    .answers_to
+                    .iter()
+                    .map(|alias| (alias.clone(), SessionKey::from(served.as_str())))
+                    .collect(),
+                None => HashMap::new(),
+            },
         });
         let mut sink = CardputerSink {
             server,
@@ -235,63 +257,35 @@ impl ComponentConfig for CardputerConfig {
 // State shared between the sink task and the HTTP handlers.
 // ---------------------------------------------------------------------------------------
 
-/// What the client tasks of one session should be showing.
-#[derive(Clone, Debug, Default)]
-enum Latest {
-    /// No frame yet: wait.
-    #[default]
-    Nothing,
-    /// A frame or FINISHED line, formatted once for every client.
-    Text(Utf8Bytes),
-    /// The sink is done: close the socket.
-    Closed,
-}
-
-/// One published [`Latest`], numbered so a client never sends one twice.
-#[derive(Clone, Debug, Default)]
-struct Published {
-    seq: u64,
-    latest: Latest,
-}
-
 /// One session as the handlers see it.
 struct SessionHub {
     documents: Mutex<SessionDocuments>,
-    /// The newest [`Published`]: what a client that connects (or skips ahead) sends first.
-    current: watch::Sender<Published>,
-    /// Every [`Published`] in order, the last [`CLIENT_BACKLOG`] of them kept.
-    stream: broadcast::Sender<Published>,
+    /// The session's frames and FINISHED lines, each its own snapshot.
+    frames: Hub,
 }
 
 impl SessionHub {
     fn new() -> Self {
         Self {
             documents: Mutex::new(SessionDocuments::new()),
-            current: watch::channel(Published::default()).0,
-            stream: broadcast::channel(CLIENT_BACKLOG).0,
+            frames: Hub::new(CLIENT_BACKLOG),
         }
-    }
-
-    /// Publish `latest` to every client, after everything published before.
-    fn publish(&self, latest: Latest) {
-        let mut published = Published::default();
-        self.current.send_modify(|current| {
-            current.seq += 1;
-            current.latest = latest;
-            published = current.clone();
-        });
-        // No client connected is not an error.
-        let _ = self.stream.send(published);
     }
 }
 
 struct Shared {
     sessions: RwLock<HashMap<SessionKey, Arc<SessionHub>>>,
     clients: Arc<ClientLimit>,
+    /// `answers_to`: a key the firmware asks for, and the session it gets.
+    aliases: HashMap<String, SessionKey>,
 }
 
 impl Shared {
     fn hub(&self, session_key: &str) -> Option<Arc<SessionHub>> {
+        let session_key = self
+            .aliases
+            .get(session_key)
+            .map_or(session_key, |served| served.as_ref());
         self.sessions
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -334,7 +328,7 @@ impl SessionState {
     fn publish(&mut self, text: String) {
         let text = Utf8Bytes::from(text);
         self.last_text = Some(text.clone());
-        self.hub.publish(Latest::Text(text));
+        self.hub.frames.publish_text(text);
     }
 }
 
@@ -440,7 +434,7 @@ impl CardputerSink {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&stalest);
         if let Some(session) = self.sessions.remove(&stalest) {
-            session.hub.publish(Latest::Closed);
+            session.hub.frames.close();
         }
         tracing::info!(
             session_key = %stalest,
@@ -505,12 +499,12 @@ impl CardputerSink {
     /// After a restart of `run`: serve what was served before the stop.
     fn reopen(&mut self) {
         for session in self.sessions.values() {
-            let latest = match &session.last_text {
-                Some(text) => Latest::Text(text.clone()),
-                None => Latest::Nothing,
-            };
-            if matches!(session.hub.current.borrow().latest, Latest::Closed) {
-                session.hub.publish(latest);
+            if !session.hub.frames.is_closed() {
+                continue;
+            }
+            match &session.last_text {
+                Some(text) => session.hub.frames.publish_text(text.clone()),
+                None => session.hub.frames.publish(Latest::Nothing, Latest::Nothing),
             }
         }
     }
@@ -518,7 +512,7 @@ impl CardputerSink {
     /// Tell every client to close, and give them a moment to finish the handshake.
     async fn close_clients(&mut self) {
         for session in self.sessions.values() {
-            session.hub.publish(Latest::Closed);
+            session.hub.frames.close();
         }
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while self.shared.clients.connected() > 0 && Instant::now() < deadline {
@@ -601,72 +595,12 @@ async fn open_socket(
     })
 }
 
-enum Next {
-    Continue,
-    Stop,
-}
-
-/// Send every published text in order (skipping to the newest after falling more than
-/// [`CLIENT_BACKLOG`] behind), until either side closes.
-async fn serve_client(mut socket: WebSocket, hub: Arc<SessionHub>, metrics: Arc<ComponentMetrics>) {
-    // Subscribe before reading the current text: whatever is published after it is in the
-    // ring, and what is in both is recognised by its number.
-    let mut stream = hub.stream.subscribe();
-    let current = hub.current.subscribe();
+/// Send every frame in order (the current one at once, so a new device draws the cars
+/// without waiting), until either side closes.
+async fn serve_client(socket: WebSocket, hub: Arc<SessionHub>, metrics: Arc<ComponentMetrics>) {
+    let subscriber = hub.frames.subscribe();
     // The hub's senders must not outlive the sink because of a client.
     drop(hub);
-    // The current frame at once: a new device draws the cars without waiting.
-    let now = current.borrow().clone();
-    let mut sent = now.seq;
-    if let Next::Stop = deliver(&mut socket, now.latest, &metrics).await {
-        return;
-    }
-    loop {
-        tokio::select! {
-            published = stream.recv() => {
-                let next = match published {
-                    Ok(next) => next,
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Too far behind: skip to the newest.
-                        stream = stream.resubscribe();
-                        current.borrow().clone()
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        close(&mut socket, 1001, "going away").await;
-                        return;
-                    }
-                };
-                if next.seq <= sent {
-                    continue;
-                }
-                sent = next.seq;
-                if let Next::Stop = deliver(&mut socket, next.latest, &metrics).await {
-                    return;
-                }
-            }
-            incoming = socket.recv() => match incoming {
-                // Pings are answered by the protocol layer; anything else is ignored.
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-}
-
-async fn deliver(socket: &mut WebSocket, latest: Latest, metrics: &ComponentMetrics) -> Next {
-    match latest {
-        Latest::Nothing => Next::Continue,
-        Latest::Text(text) => {
-            if send_text(socket, text, metrics).await == Sent::Ok {
-                metrics.add_sent(1);
-                Next::Continue
-            } else {
-                Next::Stop
-            }
-        }
-        Latest::Closed => {
-            close(socket, 1000, "stream ended").await;
-            Next::Stop
-        }
-    }
+    // The firmware sends nothing we act on.
+    serve(socket, subscriber, metrics, &mut |_| {}).await;
 }

@@ -1,6 +1,9 @@
 //! Web sinks on shared HTTP servers: `cardputer` (Pocket Pitwall documents and frames),
-//! `rest` (latest records as JSON documents), `dashboard` (slot-car race control page) and
-//! `json_ws` (records as JSON over a WebSocket, mapped and filtered).
+//! `rest` (latest records as JSON documents), `dashboard` (slot-car race control page),
+//! `json_ws` (records as JSON over a WebSocket, mapped and filtered) and `race_view` (the
+//! live race page: track map, timing tower, race control). `cardputer` and `race_view` fan
+//! out to their clients through the shared [`hub`]; `json_ws` and `dashboard` still have
+//! queues of their own.
 
 use pitwall_api::ComponentSpec;
 
@@ -8,7 +11,9 @@ pub mod cardputer;
 mod clients;
 pub mod dashboard;
 pub mod documents;
+mod hub;
 pub mod json_ws;
+pub mod race_view;
 pub mod rest;
 
 /// Every component type of this family.
@@ -18,5 +23,6 @@ pub fn components() -> Vec<ComponentSpec> {
         rest::spec(),
         dashboard::spec(),
         json_ws::spec(),
+        race_view::spec(),
     ]
 }
