@@ -397,7 +397,11 @@ fn presents_token(request: &Request, token: &Secret) -> bool {
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        // The scheme is case-insensitive (RFC 7235): `bearer` is as good as `Bearer`.
+        .and_then(|value| {
+            let (scheme, credentials) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+        });
     if header.is_some_and(|candidate| token.matches(candidate.trim())) {
         return true;
     }
@@ -466,6 +470,9 @@ mod tests {
         assert_eq!(status("/doc", None).await, 401);
         assert_eq!(status("/doc", Some("Bearer wrong")).await, 401);
         assert_eq!(status("/doc", Some("Bearer s3cr%t")).await, 200);
+        assert_eq!(status("/doc", Some("bearer s3cr%t")).await, 200, "RFC 7235");
+        assert_eq!(status("/doc", Some("BEARER s3cr%t")).await, 200);
+        assert_eq!(status("/doc", Some("Basic s3cr%t")).await, 401);
         assert_eq!(status("/doc?access_token=s3cr%25t", None).await, 200);
         assert_eq!(status("/doc?x=1&access_token=s3cr", None).await, 401);
     }

@@ -36,6 +36,22 @@ impl Secret {
     }
 }
 
+/// For `token` options (`#[serde(default, deserialize_with = "...")]`): an empty token is
+/// an error, not "no check". `token = "${PITWALL_TOKEN:-}"` with the variable unset would
+/// otherwise accept `?access_token=` from anyone.
+pub fn non_empty_token<'de, D>(deserializer: D) -> Result<Option<Secret>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let secret = Secret::deserialize(deserializer)?;
+    if secret.0.is_empty() {
+        return Err(serde::de::Error::custom(
+            "the token is empty, which would let anyone in: set the variable it comes from, or leave `token` out to serve without one",
+        ));
+    }
+    Ok(Some(secret))
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"***\"")
@@ -51,6 +67,22 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?}"), "\"***\"");
         assert_eq!(format!("{:?}", Some(&secret)), "Some(\"***\")");
+    }
+
+    #[derive(Deserialize, Debug)]
+    struct Options {
+        #[serde(default, deserialize_with = "non_empty_token")]
+        token: Option<Secret>,
+    }
+
+    #[test]
+    fn an_empty_token_is_an_error_not_an_open_door() {
+        let error = toml::from_str::<Options>("token = \"\"").unwrap_err();
+        assert!(error.message().contains("the token is empty"), "{error}");
+        let set: Options = toml::from_str("token = \"t\"").unwrap();
+        assert!(set.token.unwrap().matches("t"));
+        let unset: Options = toml::from_str("").unwrap();
+        assert!(unset.token.is_none());
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct RestConfig {
     /// Require this token from every client (`Authorization: Bearer TOKEN` or
     /// `?access_token=TOKEN`); usually `"${PITWALL_TOKEN}"`. Default: open to anyone who
     /// can reach the address.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pitwall_api::secret::non_empty_token")]
     pub token: Option<Secret>,
 }
 
