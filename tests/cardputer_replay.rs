@@ -251,3 +251,29 @@ async fn a_whole_replay_ends_with_finished_and_positions_match_the_input() {
     assert!(matched >= 19, "{matched} cars matched the classification");
     running.stop().await;
 }
+
+/// The public Pocket Pitwall firmware has session 9523 compiled in and no setting for it:
+/// exactly its requests get the main job's sample race, as under its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unchanged_firmware_sees_the_sample_race() {
+    let workspace = Workspace::new();
+    let (port, admin) = (free_port(), free_port());
+    workspace.write_pipeline(&shipped_pipeline(port, admin, "1.0"));
+    let running = Running::start(&workspace).await;
+    running.wait_healthy(admin).await;
+    for name in ["drivers", "track_layout", "race_metadata"] {
+        let firmware = get_json(&format!("http://127.0.0.1:{port}/session/9523/{name}")).await;
+        let own = get_json(&format!("http://127.0.0.1:{port}/session/9999/{name}")).await;
+        assert_eq!(firmware, own, "{name}");
+    }
+    let firmware = Client::connect(port, "9523").await;
+    firmware.wait_for_frames(5).await;
+    let (clock, cars) = parse_frame(&firmware.last.lock().unwrap());
+    assert!(clock >= 0);
+    assert_eq!(cars.len(), 20, "every car of the sample");
+    // Any other key is still unknown: closed with 4004.
+    let other = Client::connect(port, "1234").await;
+    support::wait_until("an unknown session is closed", || other.closed()).await;
+    assert_eq!(*other.close_code.lock().unwrap(), Some(4004));
+    running.stop().await;
+}

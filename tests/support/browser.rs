@@ -29,8 +29,13 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Start Chromium headless on `url` and attach to its page.
+    /// Start Chromium headless on `url`, phone-sized (390 x 844), and attach to its page.
     pub async fn open(url: &str) -> Self {
+        Self::open_sized(url, 390, 844).await
+    }
+
+    /// Start Chromium headless on `url` with a window of `width` x `height` CSS pixels.
+    pub async fn open_sized(url: &str, width: u32, height: u32) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let port = super::free_port();
         let child = tokio::process::Command::new(chromium_path())
@@ -43,7 +48,7 @@ impl Browser {
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
-                "--window-size=390,844",
+                &format!("--window-size={width},{height}"),
                 &format!("--remote-debugging-port={port}"),
                 &format!("--user-data-dir={}", profile.path().display()),
                 url,

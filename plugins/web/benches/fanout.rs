@@ -1,20 +1,23 @@
-//! Fan-out benchmark of the `cardputer` sink (about 15 s; wants a quiet machine):
+//! Fan-out benchmark of the web sinks on the shared hub (about 30 s; wants a quiet machine):
 //!
 //!     cargo bench -p pitwall-web --bench fanout
 //!
-//! 1,000 WebSocket clients, 20 cars at 10 frames/s. The sink and its server run on their own
-//! runtime whose threads are named `sink-rt`, the clients on another, so the CPU time of the
-//! server side can be read per thread from /proc (Linux only) without counting the clients.
+//! 1,000 WebSocket clients, 20 cars at 10 frames/s, first of the `cardputer` sink's frame
+//! stream, then of the `race_view` sink's updates (cars every frame, the tower changing
+//! every second). The sink and its server run on their own runtime whose threads are named
+//! `sink-rt`, the clients on another, so the CPU time of the server side can be read per
+//! thread from /proc (Linux only) without counting the clients.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use pitwall_api::record::{Frame, FrameCar};
+use pitwall_api::record::{Frame, FrameCar, RacePosition};
 use pitwall_api::testing::{build_context, parse_config, wire};
 use pitwall_api::{ComponentConfig, Event, Record, WhenFull};
 use pitwall_web::cardputer::CardputerConfig;
+use pitwall_web::race_view::RaceViewConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 const CLIENTS: usize = 1000;
@@ -47,10 +50,54 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    thousand_clients_at_ten_frames_per_second();
+    thousand_clients_at_ten_frames_per_second(Sink::Cardputer);
+    thousand_clients_at_ten_frames_per_second(Sink::RaceView);
 }
 
-fn thousand_clients_at_ten_frames_per_second() {
+#[derive(Clone, Copy, Debug)]
+enum Sink {
+    Cardputer,
+    RaceView,
+}
+
+impl Sink {
+    fn build(
+        self,
+        ctx: &pitwall_api::BuildContext,
+        address: std::net::SocketAddr,
+    ) -> Box<dyn pitwall_api::Component> {
+        match self {
+            Sink::Cardputer => parse_config::<CardputerConfig>(&format!(
+                "address = \"{address}\"\nsession_key = \"1\"\nmax_clients = 2000"
+            ))
+            .build(ctx),
+            Sink::RaceView => parse_config::<RaceViewConfig>(&format!(
+                "address = \"{address}\"\nmax_clients = 2000"
+            ))
+            .build(ctx),
+        }
+        .unwrap()
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Sink::Cardputer => "/ws/1",
+            Sink::RaceView => "/race/socket",
+        }
+    }
+}
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn thousand_clients_at_ten_frames_per_second(kind: Sink) {
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sink-rt")
@@ -65,14 +112,11 @@ fn thousand_clients_at_ten_frames_per_second() {
         .unwrap();
 
     let (address, input, _server) = server_rt.block_on(async {
-        let ctx = build_context("cardputer", ".");
+        let ctx = build_context("sink", ".");
         let server = ctx.http.acquire("127.0.0.1:0".parse().unwrap()).unwrap();
         let address = server.address();
-        let config: CardputerConfig = parse_config(&format!(
-            "address = \"{address}\"\nsession_key = \"1\"\nmax_clients = 2000"
-        ));
-        let mut sink = config.build(&ctx).unwrap();
-        let mut wiring = wire("cardputer", true);
+        let mut sink = kind.build(&ctx, address);
+        let mut wiring = wire("sink", true);
         let input = wiring.input.take().unwrap();
         tokio::spawn(async move { sink.run(&mut wiring.io).await.map_err(|e| e.to_string()) });
         (address, input, server)
@@ -99,10 +143,24 @@ fn thousand_clients_at_ten_frames_per_second() {
                 })),
             )
         };
+        // Every second the race order turns over by one place: the tower changes too.
+        let positions = |n: i64| {
+            (1..=20u32).map(move |car| {
+                Event::new(
+                    0,
+                    Record::RacePosition(RacePosition {
+                        session_key: "1".into(),
+                        car,
+                        position: (car + (n / 10) as u32) % 20 + 1,
+                    }),
+                )
+            })
+        };
         input.push(Arc::new(vec![frame(0)]), WhenFull::Block).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let rss_before = rss_kib();
         for _ in 0..CLIENTS {
-            let url = format!("ws://{address}/ws/1");
+            let url = format!("ws://{address}{}", kind.path());
             let received = received.clone();
             let first_frame_ms = first_frame_ms.clone();
             let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
@@ -125,13 +183,18 @@ fn thousand_clients_at_ten_frames_per_second() {
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let per_client_kib = rss_kib().saturating_sub(rss_before) as f64 / CLIENTS as f64;
         let cpu_before = cpu_seconds_of_threads("sink-rt");
         let received_before = received.load(Ordering::Relaxed);
         let started = Instant::now();
         let mut ticker = tokio::time::interval(Duration::from_millis(100));
         for n in 1..=(SECONDS * 10) as i64 {
             ticker.tick().await;
-            input.push(Arc::new(vec![frame(n * 100)]), WhenFull::Block).await;
+            let mut batch = vec![frame(n * 100)];
+            if n % 10 == 0 {
+                batch.extend(positions(n));
+            }
+            input.push(Arc::new(batch), WhenFull::Block).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let wall = started.elapsed().as_secs_f64();
@@ -141,8 +204,9 @@ fn thousand_clients_at_ten_frames_per_second() {
         firsts.sort_by(f64::total_cmp);
         let p99 = firsts[(firsts.len() * 99 / 100).min(firsts.len() - 1)];
         println!(
-            "{CLIENTS} clients, {wall:.1} s: sink+server CPU {cpu:.2} s = {:.0}% of a core; \
-             {delivered} frames delivered ({:.0}% of {}); first frame p99 {p99:.1} ms, max {:.1} ms",
+            "{kind:?}: {CLIENTS} clients, {wall:.1} s: sink+server CPU {cpu:.2} s = {:.0}% of a core; \
+             {delivered} frames delivered ({:.0}% of {}); first message p99 {p99:.1} ms, max {:.1} ms; \
+             {per_client_kib:.1} KiB of this process (server and client) per client",
             cpu / wall * 100.0,
             delivered as f64 / (CLIENTS as f64 * SECONDS as f64 * 10.0) * 100.0,
             CLIENTS as u64 * SECONDS * 10,

@@ -202,6 +202,13 @@ pub fn preamble(data: &SessionData, time_ns: i64) -> Vec<Event> {
     for record in state_at_start.into_values() {
         push(record.clone());
     }
+    // Race control's messages before the start (the track opening, the weather outlook)
+    // are what a feed of race control shows at the start.
+    for event in before {
+        if let Record::RaceControl(_) = &event.record {
+            push(event.record.clone());
+        }
+    }
     // Likewise each car's last location before the start (on the grid, in the garage), so
     // a display has every car from the first instant instead of from its next sample.
     for car in &data.cars {
