@@ -504,7 +504,9 @@ impl CardputerSink {
             }
             match &session.last_text {
                 Some(text) => session.hub.frames.publish_text(text.clone()),
-                None => session.hub.frames.publish(Latest::Nothing, Latest::Nothing),
+                None => {
+                    session.hub.frames.publish(Latest::Nothing, Latest::Nothing);
+                }
             }
         }
     }

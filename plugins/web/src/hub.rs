@@ -47,6 +47,7 @@ struct Published {
 pub(crate) struct Hub {
     current: watch::Sender<Published>,
     stream: broadcast::Sender<Published>,
+    backlog: usize,
 }
 
 impl Hub {
@@ -55,12 +56,14 @@ impl Hub {
         Self {
             current: watch::channel(Published::default()).0,
             stream: broadcast::channel(backlog.max(1)).0,
+            backlog: backlog.max(1),
         }
     }
 
     /// Publish `message` to every client after everything published before; a client that
-    /// connects (or skips ahead) from now on starts from `snapshot`.
-    pub(crate) fn publish(&self, message: Latest, snapshot: Latest) {
+    /// connects (or skips ahead) from now on starts from `snapshot`. True when the ring was
+    /// full, so a message some client had not read yet was overwritten for it.
+    pub(crate) fn publish(&self, message: Latest, snapshot: Latest) -> bool {
         let mut published = Published::default();
         self.current.send_modify(|current| {
             current.seq += 1;
@@ -68,8 +71,10 @@ impl Hub {
             current.snapshot = snapshot;
             published = current.clone();
         });
+        let overwrites = self.stream.len() >= self.backlog;
         // No client connected is not an error.
         let _ = self.stream.send(published);
+        overwrites
     }
 
     /// Publish a message that is its own snapshot (a frame: the newest is all a client needs).

@@ -25,12 +25,13 @@
 //! # Why it is shaped like this
 //!
 //! The sink never waits on a client. Each tick (or record) is formatted once, into shared
-//! bytes, and put on every client's own small queue under one lock; each client task sends
-//! from its queue. A full queue drops its oldest message (counted as discarded): in
-//! `latest` and `table` modes the queue holds one message, so a slow client skips straight
-//! to the newest tick; in `each` mode it holds [`EACH_QUEUE`]. A client whose socket takes
-//! nothing for 10 s is dropped. A client that connects in `latest` or `table` mode gets the
-//! last tick's message at once.
+//! bytes, and published on the shared [`Hub`] (see [`crate::hub`]), which every client task
+//! sends from. The hub keeps one message in `latest` and `table` modes, so a slow client
+//! skips straight to the newest tick, and [`EACH_QUEUE`] in `each` mode, where a client
+//! that falls further behind skips to what comes next; a message overwritten before a
+//! client read it is counted as discarded. A client whose socket takes nothing for 10 s is
+//! dropped. A client that connects in `latest` or `table` mode gets the last tick's message
+//! at once.
 //!
 //! Routes are mounted when `run` starts and unmounted when it returns; when the input ends,
 //! every client gets a close frame.
@@ -58,16 +59,15 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -85,10 +85,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::clients::{close, configure, send_text, ClientLimit, Sent};
+use crate::clients::{close, configure, ClientLimit};
+use crate::hub::{serve, Hub, Latest};
 
 /// Messages queued per client in `each` mode before the oldest is dropped.
 pub const EACH_QUEUE: usize = 1024;
@@ -369,9 +369,9 @@ impl ComponentConfig for JsonWsConfig {
             server,
             path: self.path.clone(),
             shared: Arc::new(Shared {
-                hub: Mutex::new(Hub::default()),
+                hub: Hub::new(capacity),
                 slots: ClientLimit::new(self.max_clients),
-                capacity,
+                each: self.mode == Mode::Each,
             }),
             mode: self.mode,
             interval: Duration::from_millis(self.interval_ms.max(1)),
@@ -511,93 +511,24 @@ fn compare(a: Option<&Value>, b: Option<&Value>) -> CmpOrdering {
 // Clients.
 // ---------------------------------------------------------------------------------------
 
-/// One client's messages waiting to be sent; the oldest goes when it is full.
-struct ClientQueue {
-    items: Mutex<VecDeque<Utf8Bytes>>,
-    capacity: usize,
-    ready: Notify,
-    closed: AtomicBool,
-}
-
-impl ClientQueue {
-    fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(Self {
-            items: Mutex::new(VecDeque::with_capacity(capacity.min(64))),
-            capacity: capacity.max(1),
-            ready: Notify::new(),
-            closed: AtomicBool::new(false),
-        })
-    }
-
-    /// Queue a message; true if an older one had to be dropped for it.
-    fn push(&self, text: Utf8Bytes) -> bool {
-        let dropped = {
-            let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-            let dropped = items.len() >= self.capacity;
-            if dropped {
-                items.pop_front();
-            }
-            items.push_back(text);
-            dropped
-        };
-        self.ready.notify_one();
-        dropped
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.ready.notify_one();
-    }
-
-    /// The next message; `None` once the sink closed the queue.
-    async fn pop(&self) -> Option<Utf8Bytes> {
-        loop {
-            let ready = self.ready.notified();
-            if self.closed.load(Ordering::Acquire) {
-                return None;
-            }
-            if let Some(text) = self
-                .items
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front()
-            {
-                return Some(text);
-            }
-            ready.await;
-        }
-    }
-}
-
-#[derive(Default)]
-struct Hub {
-    clients: HashMap<u64, Arc<ClientQueue>>,
-    next_id: u64,
-    /// The last tick's message, for clients that connect between ticks.
-    last_tick: Option<Utf8Bytes>,
-    /// The sink is not running: new clients are closed at once.
-    closed: bool,
-}
-
 struct Shared {
-    hub: Mutex<Hub>,
+    hub: Hub,
     slots: Arc<ClientLimit>,
-    capacity: usize,
+    /// `each` mode: a client that connects or falls behind waits for the next record.
+    each: bool,
 }
 
 impl Shared {
-    fn hub(&self) -> std::sync::MutexGuard<'_, Hub> {
-        self.hub.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queue `messages` for every client, under one lock. Never waits.
+    /// Publish `messages` for every client, in order. Never waits.
     fn broadcast(&self, messages: &[Utf8Bytes], metrics: &ComponentMetrics) {
-        let hub = self.hub();
-        for client in hub.clients.values() {
-            for text in messages {
-                if client.push(text.clone()) {
-                    metrics.add_discarded(1);
-                }
+        for text in messages {
+            let snapshot = if self.each {
+                Latest::Nothing
+            } else {
+                Latest::Text(text.clone())
+            };
+            if self.hub.publish(Latest::Text(text.clone()), snapshot) {
+                metrics.add_discarded(1);
             }
         }
     }
@@ -651,7 +582,10 @@ impl Component for JsonWsSink {
             });
         let router = require_token(router, self.token.clone());
         let _mount = self.server.mount(&io.id, router)?;
-        self.shared.hub().closed = false;
+        if self.shared.hub.is_closed() {
+            // Restarted: clients may connect again.
+            self.shared.hub.publish(Latest::Nothing, Latest::Nothing);
+        }
         let Some(input) = io.input.as_mut() else {
             self.close_clients().await;
             return Ok(());
@@ -837,29 +771,13 @@ impl JsonWsSink {
 
     fn tick(&mut self, metrics: &ComponentMetrics) {
         let message = self.tick_message(Instant::now());
-        let Some(message) = message else {
-            return;
-        };
-        let clients = {
-            let mut hub = self.shared.hub();
-            hub.last_tick = Some(message.clone());
-            hub.clients.len()
-        };
-        if clients > 0 {
+        if let Some(message) = message {
             self.shared.broadcast(&[message], metrics);
         }
     }
 
     async fn close_clients(&mut self) {
-        {
-            let mut hub = self.shared.hub();
-            hub.closed = true;
-            hub.last_tick = None;
-            for client in hub.clients.values() {
-                client.close();
-            }
-            hub.clients.clear();
-        }
+        self.shared.hub.close();
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while self.shared.slots.connected() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -880,53 +798,19 @@ async fn open_socket(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> 
         )
             .into_response();
     };
-    configure(upgrade).on_upgrade(move |socket| async move {
-        serve_client(socket, app).await;
+    let closed = app.shared.hub.is_closed();
+    let subscriber = app.shared.hub.subscribe();
+    let metrics = app.metrics;
+    // The task holds only its subscriber: the hub must not outlive the sink for a client.
+    configure(upgrade).on_upgrade(move |mut socket| async move {
+        if closed {
+            close(&mut socket, 1001, "going away").await;
+        } else {
+            // Clients only listen.
+            serve(socket, subscriber, metrics, &mut |_| {}).await;
+        }
         drop(slot);
     })
-}
-
-async fn serve_client(mut socket: WebSocket, app: AppState) {
-    let queue = ClientQueue::new(app.shared.capacity);
-    let id = {
-        let mut hub = app.shared.hub();
-        if hub.closed {
-            None
-        } else {
-            if let Some(text) = &hub.last_tick {
-                queue.push(text.clone());
-            }
-            let id = hub.next_id;
-            hub.next_id += 1;
-            hub.clients.insert(id, queue.clone());
-            Some(id)
-        }
-    };
-    let Some(id) = id else {
-        close(&mut socket, 1001, "going away").await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            message = queue.pop() => match message {
-                Some(text) => {
-                    if send_text(&mut socket, text, &app.metrics).await != Sent::Ok {
-                        break;
-                    }
-                }
-                None => {
-                    close(&mut socket, 1001, "going away").await;
-                    break;
-                }
-            },
-            incoming = socket.recv() => match incoming {
-                // Pings are answered by the protocol layer; anything else is ignored.
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-    app.shared.hub().clients.remove(&id);
 }
 
 #[cfg(test)]
