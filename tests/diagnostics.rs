@@ -65,6 +65,7 @@ golden! {
     cycle: false,
     kind_mismatch: false,
     listener_collision: false,
+    route_hijack: false,
     no_source_no_sink: false,
     missing_env: false,
     syntax_error: false,

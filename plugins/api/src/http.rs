@@ -357,7 +357,12 @@ pub fn routes_collide(a: &str, b: &str) -> bool {
             .zip(long.iter())
             .all(|(x, y)| x == y || *x == "*" || *y == "*");
     }
-    a == b
+    // A literal segment collides with a parameter too: axum would let `/ws/9999` take the
+    // requests `/ws/{session_key}` was meant to get.
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || *x == "*" || *y == "*")
 }
 
 /// Build the response for a request that named nothing we serve.
@@ -449,6 +454,14 @@ mod tests {
         assert!(!routes_collide("/ws/{session}", "/session/{id}/{name}"));
         assert!(routes_collide("/files/{*rest}", "/files/a/b"));
         assert!(!routes_collide("/health", "/metrics"));
+        // A literal path inside another component's pattern would hijack it.
+        assert!(routes_collide("/ws/9999", "/ws/{session_key}"));
+        assert!(routes_collide(
+            "/session/9999/drivers",
+            "/session/{session_key}/{name}"
+        ));
+        assert!(!routes_collide("/ws/9999", "/session/{session_key}/{name}"));
+        assert!(!routes_collide("/race/socket", "/ws/{session_key}"));
     }
 
     #[tokio::test]
