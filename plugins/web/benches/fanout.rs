@@ -163,7 +163,15 @@ fn thousand_clients_at_ten_frames_per_second(kind: Sink) {
             let url = format!("ws://{address}{}", kind.path());
             let received = received.clone();
             let first_frame_ms = first_frame_ms.clone();
-            let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            // Small client buffers (tungstenite's default read buffer is 128 KiB), so the
+            // memory this process grows by is mostly the server's.
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .read_buffer_size(4096)
+                .write_buffer_size(0);
+            let (mut client, _) =
+                tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+                    .await
+                    .unwrap();
             // From the end of the handshake to the first frame.
             let started = Instant::now();
             tokio::spawn(async move {
