@@ -26,8 +26,13 @@ use tokio::sync::mpsc;
 /// The default broker: a local one.
 pub const DEFAULT_URL: &str = "mqtt://127.0.0.1:1883";
 
-/// Largest packet accepted or sent (1 MiB).
+/// Largest packet sent (1 MiB).
 pub const MAX_PACKET_BYTES: usize = 1 << 20;
+
+/// Largest packet the connection reads: Mosquitto's own limit (256 MiB). A smaller one
+/// would make the client drop the whole connection on one big message (and, for a retained
+/// one, again after every reconnect); components skip big messages themselves instead.
+pub const MAX_INCOMING_PACKET_BYTES: usize = 256 << 20;
 
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,32 +45,34 @@ pub struct BrokerUrl {
 /// Parse `mqtt://host[:port]` or `mqtts://host[:port]`.
 pub fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
     let text = text.trim();
+    // Shown in errors: a password in the URL must not be.
+    let shown = pitwall_api::redact::url(text);
     let (tls, rest) = if let Some(rest) = strip_scheme(text, &["mqtts://", "ssl://"]) {
         (true, rest)
     } else if let Some(rest) = strip_scheme(text, &["mqtt://", "tcp://"]) {
         (false, rest)
     } else {
         return Err(format!(
-            "`{text}` is not an MQTT URL such as mqtt://127.0.0.1:1883 or mqtts://broker.example.com:8883"
+            "`{shown}` is not an MQTT URL such as mqtt://127.0.0.1:1883 or mqtts://broker.example.com:8883"
         ));
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains(['/', '@', '?', '#']) {
         return Err(format!(
-            "`{text}`: give only a host and a port (credentials go in `username` and `password`)"
+            "`{shown}`: give only a host and a port (credentials go in `username` and `password`)"
         ));
     }
     let (host, port) = match rest.strip_prefix('[') {
         Some(bracketed) => {
             let (host, after) = bracketed
                 .split_once(']')
-                .ok_or_else(|| format!("`{text}`: unclosed `[` in the host"))?;
+                .ok_or_else(|| format!("`{shown}`: unclosed `[` in the host"))?;
             let port = match after {
                 "" => None,
                 _ => Some(
                     after
                         .strip_prefix(':')
-                        .ok_or_else(|| format!("`{text}`: expected `:port` after `]`"))?,
+                        .ok_or_else(|| format!("`{shown}`: expected `:port` after `]`"))?,
                 ),
             };
             (host, port)
@@ -76,14 +83,14 @@ pub fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
         },
     };
     if host.is_empty() {
-        return Err(format!("`{text}` has no host"));
+        return Err(format!("`{shown}` has no host"));
     }
     let port = match port {
         Some(port) => port
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| format!("`{text}`: `{port}` is not a port"))?,
+            .ok_or_else(|| format!("`{shown}`: `{port}` is not a port"))?,
         None if tls => 8883,
         None => 1883,
     };
@@ -163,7 +170,7 @@ impl Broker {
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(self.clean_session)
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+            .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_PACKET_BYTES)
             .set_inflight(100);
         if let Some((user, password)) = &self.credentials {
             options.set_credentials(user.expose(), password.expose());

@@ -159,6 +159,15 @@ pub struct MqttSourceConfig {
     /// what the source declares it emits. Empty or absent = every kind.
     #[serde(default)]
     pub kinds: Vec<String>,
+    /// Messages with a larger payload are skipped and counted as discarded, in bytes. The
+    /// connection itself takes packets up to 256 MiB (Mosquitto's own limit), so one big
+    /// message never drops it and no other message is lost.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_message_bytes() -> usize {
+    1 << 20
 }
 
 /// One level of a topic pattern.
@@ -389,6 +398,15 @@ impl ComponentConfig for MqttSourceConfig {
             self.username.as_ref(),
             self.password.as_ref(),
         );
+        if !(1..=broker::MAX_INCOMING_PACKET_BYTES).contains(&self.max_message_bytes) {
+            problems.push(OptionProblem::new(
+                "max_message_bytes",
+                format!(
+                    "must be between 1 and {} (256 MiB, what the connection takes)",
+                    broker::MAX_INCOMING_PACKET_BYTES
+                ),
+            ));
+        }
         if self.topics.is_empty() {
             problems.push(OptionProblem::new(
                 "topics",
@@ -453,6 +471,7 @@ impl ComponentConfig for MqttSourceConfig {
             ),
             counts: Counts::default(),
             link_up: None,
+            max_message_bytes: self.max_message_bytes.max(1),
         }))
     }
 }
@@ -638,11 +657,14 @@ pub fn gate_time_ns(value: &serde_json::Value) -> Option<i64> {
 struct Counts {
     malformed: u64,
     unmatched: u64,
+    oversized: u64,
     failures: u64,
     unread: u64,
 }
 
 pub struct MqttSource {
+    /// `max_message_bytes`: larger payloads are skipped.
+    max_message_bytes: usize,
     broker: Broker,
     qos: QoS,
     filters: Vec<String>,
@@ -804,6 +826,20 @@ impl MqttSource {
     }
 
     fn take(&mut self, io: &Io, topic: &str, payload: &[u8], batch: &mut Vec<Event>) {
+        if payload.len() > self.max_message_bytes {
+            io.metrics.add_discarded(1);
+            self.counts.oversized += 1;
+            if broker::worth_logging(self.counts.oversized) {
+                tracing::warn!(
+                    topic,
+                    bytes = payload.len(),
+                    max_message_bytes = self.max_message_bytes,
+                    oversized = self.counts.oversized,
+                    "mqtt: skipping a message larger than max_message_bytes"
+                );
+            }
+            return;
+        }
         match self
             .decoder
             .decode_events(topic, payload, broker::now_ns(), batch)

@@ -39,7 +39,8 @@ fn start_broker() -> SocketAddr {
         next_connection_delay_ms: 1,
         connections: rumqttd::ConnectionSettings {
             connection_timeout_ms: 5000,
-            max_payload_size: 1 << 20,
+            // Above the components' 1 MiB, to send them messages they must skip.
+            max_payload_size: 4 << 20,
             max_inflight_count: 100,
             auth: None,
             external_auth: None,
@@ -51,7 +52,7 @@ fn start_broker() -> SocketAddr {
         router: rumqttd::RouterConfig {
             max_connections: 100,
             max_outgoing_packet_count: 200,
-            max_segment_size: 1 << 20,
+            max_segment_size: 4 << 20,
             max_segment_count: 10,
             ..Default::default()
         },
@@ -89,11 +90,13 @@ struct Client {
 
 impl Client {
     fn connect(broker: SocketAddr) -> Client {
-        let options = MqttOptions::new(
+        let mut options = MqttOptions::new(
             format!("test-{}", fastrand::u32(..)),
             broker.ip().to_string(),
             broker.port(),
         );
+        // Big enough to publish messages over the components' 1 MiB limit.
+        options.set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let (tx, received) = mpsc::unbounded_channel();
         let subacks = Arc::new(AtomicUsize::new(0));
@@ -394,6 +397,50 @@ async fn messages_with_wildcards_json_and_text_payloads() {
         ]
     );
     assert_eq!(metrics.snapshot().errors, 1, "the non-UTF-8 payload");
+}
+
+/// One message over `max_message_bytes` (1 MiB by default, as Mosquitto's clients send up
+/// to 256 MiB) is skipped and counted; the connection stays up and the messages before
+/// and after it all arrive. With the client's old packet limit the connection dropped and
+/// reconnected, and what was sent meanwhile was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_max_message_bytes_is_skipped_and_the_connection_survives() {
+    let broker = start_broker();
+    let client = Client::connect(broker);
+    let mut running = Running::start(
+        &source(&format!(
+            "url = \"mqtt://{broker}\"\ntopics = [\"carrera/track{{lane}}/finish\", \"probe\"]\nemit = \"message\"\nqos = 1"
+        )),
+        false,
+    );
+    probe_until(&client, &mut running, "probe", |r| !r.seen.is_empty()).await;
+    let probes = running.seen.len();
+    for n in 0..20u32 {
+        client.send("carrera/track1/finish", n.to_string()).await;
+        if n == 5 {
+            client
+                .send("carrera/track2/finish", vec![b'x'; (1 << 20) + 100 * 1024])
+                .await;
+        }
+    }
+    running
+        .until(Duration::from_secs(10), |seen| seen.len() >= probes + 20)
+        .await;
+    // Nothing after the big one is lost, and no reconnect happened.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = running.metrics.clone();
+    let events = running.stop().await;
+    let payloads: Vec<Value> = events[probes..]
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::MqttMessage(m) if m.topic.starts_with("carrera/") => Some(m.payload.clone()),
+            Record::LinkStatus(link) => panic!("the connection dropped: {}", link.message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads, (0..20).map(|n| json!(n)).collect::<Vec<_>>());
+    assert_eq!(metrics.snapshot().discarded, 1, "the big message, counted");
+    assert_eq!(metrics.snapshot().errors, 0);
 }
 
 /// A message record as (topic, captured fields, payload).

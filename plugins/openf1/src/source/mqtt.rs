@@ -94,6 +94,9 @@ pub const DEFAULT_TOPICS: [&str; 13] = [
     "v1/starting_grid",
 ];
 
+/// Messages with a larger payload are skipped (and counted as discarded): OpenF1's are a
+/// few hundred bytes.
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Release the buffer once no message came for this long...
 const QUIET: Duration = Duration::from_millis(20);
 /// ... or once its oldest message waited this long.
@@ -114,6 +117,8 @@ pub struct BrokerUrl {
 /// `mqtts://host[:port]` (TLS, port 8883 by default) or `mqtt://host[:port]` (plain TCP,
 /// 1883); `ssl://` and `tcp://` are synonyms. IPv6 hosts go in brackets.
 pub fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
+    // Shown in errors: a password in the URL must not be.
+    let shown = pitwall_api::redact::url(text.trim());
     let text = text.trim();
     let (tls, rest) = if let Some(rest) = text
         .strip_prefix("mqtts://")
@@ -127,19 +132,19 @@ pub fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
         (false, rest)
     } else {
         return Err(format!(
-            "`{text}` is not an MQTT URL such as mqtts://mqtt.openf1.org:8883 or mqtt://127.0.0.1:1883"
+            "`{shown}` is not an MQTT URL such as mqtts://mqtt.openf1.org:8883 or mqtt://127.0.0.1:1883"
         ));
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') || rest.contains('@') || rest.contains('?') {
         return Err(format!(
-            "`{text}`: give only a host and port (no path, login or query)"
+            "`{shown}`: give only a host and port (no path, login or query)"
         ));
     }
     let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
         let (host, after) = bracketed
             .split_once(']')
-            .ok_or_else(|| format!("`{text}`: unclosed `[` in the host"))?;
+            .ok_or_else(|| format!("`{shown}`: unclosed `[` in the host"))?;
         (host, after.strip_prefix(':'))
     } else {
         match rest.rsplit_once(':') {
@@ -148,14 +153,14 @@ pub fn parse_broker_url(text: &str) -> Result<BrokerUrl, String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("`{text}` has no host"));
+        return Err(format!("`{shown}` has no host"));
     }
     let port = match port {
         Some(port) => port
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| format!("`{text}`: `{port}` is not a port"))?,
+            .ok_or_else(|| format!("`{shown}`: `{port}` is not a port"))?,
         None if tls => 8883,
         None => 1883,
     };
@@ -249,6 +254,8 @@ pub struct Stream {
     pub discarded: u64,
     /// Malformed messages.
     pub malformed: u64,
+    /// Messages over [`MAX_MESSAGE_BYTES`], skipped.
+    pub oversized: u64,
 }
 
 /// What one flush produced.
@@ -276,6 +283,7 @@ impl Stream {
             next_tick: None,
             discarded: 0,
             malformed: 0,
+            oversized: 0,
         }
     }
 
@@ -702,7 +710,9 @@ async fn connection(
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(false)
-        .set_max_packet_size(1 << 20, 1 << 16)
+        // Read what the broker may send (256 MiB, Mosquitto's limit): a smaller limit makes
+        // the client drop the connection on one big message. Big messages are skipped below.
+        .set_max_packet_size(256 << 20, 1 << 16)
         .set_inflight(100);
     let renew_at = match &token {
         Some((token, renew_at)) => {
@@ -773,6 +783,13 @@ async fn connection(
                     connected = true;
                     backoff.reset();
                     tracing::info!(host = %broker.host, "openf1 mqtt: connected");
+                }
+                Some(Note::Message { topic, payload }) if payload.len() > MAX_MESSAGE_BYTES => {
+                    io.metrics.add_discarded(1);
+                    stream.oversized += 1;
+                    if worth_logging(stream.oversized) {
+                        tracing::warn!(topic, bytes = payload.len(), oversized = stream.oversized, "openf1 mqtt: skipping a message over 1 MiB (OpenF1's are far smaller)");
+                    }
                 }
                 Some(Note::Message { topic, payload }) => {
                     match stream.receive(&topic, &payload) {
