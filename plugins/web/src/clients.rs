@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{header, HeaderMap};
 use pitwall_api::ComponentMetrics;
 
 /// A client that takes longer than this to accept one message has stopped reading.
@@ -73,6 +74,34 @@ pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static st
     .await;
 }
 
+/// Whether a WebSocket that can command the pipeline may be opened by this request: a
+/// browser always sends `Origin`, and a page from another site (any page a phone on the
+/// same Wi-Fi visits) must not press START. Same origin (`Origin`'s host and port are the
+/// request's `Host`) is allowed, as is every origin in `allowed` (`"*"` allows any); a
+/// client without `Origin` is not a browser page and is allowed.
+pub(crate) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .is_some_and(|host| host.eq_ignore_ascii_case(origin_host))
+}
+
 /// The connected clients of one sink and their limit.
 #[derive(Debug)]
 pub(crate) struct ClientLimit {
@@ -115,6 +144,42 @@ impl Drop for ClientSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_same_origin_or_an_allowed_one_may_command() {
+        let request = |origin: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, "192.168.1.20:8000".parse().unwrap());
+            if let Some(origin) = origin {
+                headers.insert(header::ORIGIN, origin.parse().unwrap());
+            }
+            headers
+        };
+        let none: &[String] = &[];
+        assert!(origin_allowed(
+            &request(Some("http://192.168.1.20:8000")),
+            none
+        ));
+        assert!(origin_allowed(&request(None), none), "not a browser");
+        assert!(!origin_allowed(
+            &request(Some("https://evil.example")),
+            none
+        ));
+        assert!(!origin_allowed(
+            &request(Some("http://192.168.1.20:9000")),
+            none
+        ));
+        assert!(!origin_allowed(&request(Some("null")), none));
+        let allowed = ["http://pit.local:8000".to_string()];
+        assert!(origin_allowed(
+            &request(Some("http://pit.local:8000")),
+            &allowed
+        ));
+        assert!(origin_allowed(
+            &request(Some("https://evil.example")),
+            &["*".to_string()]
+        ));
+    }
 
     #[test]
     fn slots_are_limited_and_given_back() {

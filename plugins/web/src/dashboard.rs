@@ -41,7 +41,7 @@
 //! max_clients = 64                  # WebSocket clients at once; more get HTTP 503
 //! ```
 
-use crate::clients::{close, configure, send_text, ClientLimit, Sent};
+use crate::clients::{close, configure, origin_allowed, send_text, ClientLimit, Sent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -98,6 +98,11 @@ pub struct DashboardConfig {
     /// can reach the address.
     #[serde(default, deserialize_with = "pitwall_api::secret::non_empty_token")]
     pub token: Option<Secret>,
+    /// Web origins besides the page's own whose pages may open the socket (it takes
+    /// start, stop and reset), e.g. `["http://pit.local:8000"]`; `["*"]` allows any.
+    /// Default: only the dashboard's own page (and clients that are not browsers).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 fn default_address() -> String {
@@ -164,6 +169,7 @@ impl ComponentConfig for DashboardConfig {
             }),
             slots: ClientLimit::new(self.max_clients),
             commands,
+            allowed_origins: self.allowed_origins.clone(),
         });
         Ok(Box::new(DashboardSink {
             server,
@@ -236,6 +242,7 @@ struct Shared {
     hub: Mutex<Hub>,
     slots: Arc<ClientLimit>,
     commands: mpsc::Sender<String>,
+    allowed_origins: Vec<String>,
 }
 
 impl Shared {
@@ -364,7 +371,22 @@ async fn page() -> Response {
         .into_response()
 }
 
-async fn open_socket(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+async fn open_socket(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, &app.shared.allowed_origins) {
+        tracing::warn!(
+            origin = ?headers.get(header::ORIGIN),
+            "dashboard: refused a WebSocket from another site's page (allowed_origins)"
+        );
+        return (
+            StatusCode::FORBIDDEN,
+            "this page's origin may not command the race (see the dashboard's allowed_origins)\n",
+        )
+            .into_response();
+    }
     let Some(slot) = app.shared.slots.take() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

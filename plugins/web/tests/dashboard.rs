@@ -197,3 +197,47 @@ async fn a_stalled_client_is_dropped_and_does_not_hold_up_the_others() {
     );
     running.finish().await.unwrap();
 }
+
+/// Opens the dashboard's socket as a browser page from `origin` would.
+async fn connect_from(
+    running: &common::Running,
+    origin: &str,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/ws", running.address)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(client, _)| client)
+}
+
+/// Any web page a phone visits could otherwise press START on a dashboard on 0.0.0.0.
+#[tokio::test]
+async fn only_its_own_page_or_an_allowed_origin_may_open_the_command_socket() {
+    let running = start::<DashboardConfig>("", "/").await;
+    let own = format!("http://{}", running.address);
+    assert!(connect_from(&running, &own).await.is_ok(), "its own page");
+    match connect_from(&running, "https://evil.example").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("another site's page was let in: {:?}", other.map(|_| ())),
+    }
+    // Not a browser (no Origin): allowed, as the original's own clients.
+    assert!(running.connect_path("/ws").await.close(None).await.is_ok());
+    running.finish().await.unwrap();
+
+    let allowing =
+        start::<DashboardConfig>("allowed_origins = [\"http://pit.local:8000\"]", "/").await;
+    assert!(connect_from(&allowing, "http://pit.local:8000")
+        .await
+        .is_ok());
+    assert!(connect_from(&allowing, "https://evil.example")
+        .await
+        .is_err());
+    allowing.finish().await.unwrap();
+}
