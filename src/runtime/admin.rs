@@ -99,7 +99,8 @@ impl AdminState {
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReloadOutcome {
             ok,
             at_unix_s,
-            message,
+            // A diagnostic may quote a URL of the file, credentials and all.
+            message: pitwall_api::redact::urls_in(&message),
         });
     }
 

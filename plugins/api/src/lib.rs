@@ -20,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod pacing;
 pub mod record;
+pub mod redact;
 pub mod secret;
 #[cfg(windows)]
 pub mod shared_memory;

@@ -32,6 +32,7 @@
 //! reconnect_max_ms = 30000
 //! ```
 
+use pitwall_api::redact;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -249,16 +250,16 @@ impl EmperorSource {
             Ok(Ok((socket, _response))) => socket,
             Ok(Err(error)) => {
                 io.metrics.add_error();
-                tracing::warn!(component = %io.id, url, %error, "cannot connect to race control");
+                tracing::warn!(component = %io.id, url = %redact::url(url), error = %redact::urls_in(&error.to_string()), "cannot connect to race control");
                 return Ended::Lost { delivered: false };
             }
             Err(_) => {
                 io.metrics.add_error();
-                tracing::warn!(component = %io.id, url, "connecting to race control timed out");
+                tracing::warn!(component = %io.id, url = %redact::url(url), "connecting to race control timed out");
                 return Ended::Lost { delivered: false };
             }
         };
-        tracing::info!(component = %io.id, url, "connected to race control");
+        tracing::info!(component = %io.id, url = %redact::url(url), "connected to race control");
         let idle = Duration::from_millis(self.config.idle_timeout_ms);
         let mut delivered = false;
         let mut out = Vec::new();

@@ -213,6 +213,19 @@ impl Api {
         &self.base
     }
 
+    /// `url` as errors and logs show it: the configured base URL with its user information
+    /// and query values hidden (credentials may ride there), then the endpoint and filters
+    /// this source added, which say what failed.
+    fn shown(&self, url: &str) -> String {
+        match url.strip_prefix(self.base.as_str()) {
+            Some(rest) => format!(
+                "{}{rest}",
+                pitwall_api::redact::url(&self.base).trim_end_matches('/')
+            ),
+            None => pitwall_api::redact::url(url),
+        }
+    }
+
     /// `{base}/{endpoint}?{filters}`, with values percent-encoded (`+00:00` must not become
     /// a space) and the operators written inside the key as OpenF1 expects.
     pub fn url(&self, endpoint: &str, filters: &[Filter<'_>]) -> String {
@@ -303,13 +316,13 @@ impl Api {
         let transport = |e: reqwest::Error| {
             let error = if e.is_timeout() {
                 FetchError::Timeout {
-                    url: url.to_string(),
+                    url: self.shown(url),
                     seconds: self.timeout.as_secs_f64(),
                 }
             } else {
                 FetchError::Transport {
-                    url: url.to_string(),
-                    message: describe_transport(e),
+                    url: self.shown(url),
+                    message: pitwall_api::redact::urls_in(&describe_transport(e)),
                 }
             };
             (error, None)
@@ -332,7 +345,7 @@ impl Api {
                     None => Ok(body),
                     Some(problem) => Err((
                         FetchError::BadAnswer {
-                            url: url.to_string(),
+                            url: self.shown(url),
                             status,
                             problem,
                         },
@@ -342,7 +355,7 @@ impl Api {
             }
             404 => {
                 if !rows::is_no_results(&body) {
-                    tracing::warn!(url, detail = %detail_of(&body), "openf1: 404, taken as no results");
+                    tracing::warn!(url = %self.shown(url), detail = %detail_of(&body), "openf1: 404, taken as no results");
                 }
                 Ok("[]".to_string())
             }
@@ -351,14 +364,14 @@ impl Api {
                 *self.token.lock().await = None;
                 Err((
                     FetchError::TokenRejected {
-                        url: url.to_string(),
+                        url: self.shown(url),
                     },
                     None,
                 ))
             }
             _ => Err((
                 FetchError::Status {
-                    url: url.to_string(),
+                    url: self.shown(url),
                     status,
                     detail: detail_of(&body),
                 },
