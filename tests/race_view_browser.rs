@@ -314,7 +314,10 @@ async fn the_main_job_in_a_desktop_browser() {
     // the page (the clock includes being descheduled), so they are printed, not asserted:
     // the README's benchmark table has the figure from a quiet run.
     assert!(stats["frames"].as_u64().unwrap() > 30, "{stats}");
-    assert!(stats["p50_ms"].as_f64().unwrap() < 5.0, "frame script time {stats}");
+    assert!(
+        stats["p50_ms"].as_f64().unwrap() < 5.0,
+        "frame script time {stats}"
+    );
     eprintln!("race view frame script time, 20 cars: {stats}");
 
     assert_eq!(overlaps(&mut browser).await, Vec::<String>::new());
