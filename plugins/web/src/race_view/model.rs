@@ -722,7 +722,7 @@ impl RaceModel {
         let rows: Vec<Value> = rows
             .iter()
             .map(|(id, car, timing)| {
-                json!({
+                let mut row = json!({
                     "id": id,
                     "position": car.position,
                     "number": car.number,
@@ -739,7 +739,12 @@ impl RaceModel {
                     "tyre_age": timing.tyre_age,
                     "pit_stops": timing.pit_stops,
                     "status": timing.status,
-                })
+                });
+                // What is not known is left out rather than sent as null.
+                if let Some(fields) = row.as_object_mut() {
+                    fields.retain(|_, value| !value.is_null());
+                }
+                row
             })
             .collect();
         json!({ "rows": rows, "fastest": fastest })
@@ -809,8 +814,16 @@ fn default_code(id: &str, car: &Car) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
+/// A coordinate to a tenth, written as an integer when it is one: OpenF1's decimetres
+/// then cost no `.0`, and the state a viewer gets first stays small (every viewer's socket
+/// keeps a buffer as large as the largest message it was sent).
+fn round1(v: f64) -> Value {
+    let tenth = (v * 10.0).round() / 10.0;
+    if tenth.fract() == 0.0 && tenth.abs() < 1e15 {
+        json!(tenth as i64)
+    } else {
+        json!(tenth)
+    }
 }
 
 fn points_json(points: &[(f64, f64)]) -> Value {
