@@ -66,6 +66,7 @@ golden! {
     kind_mismatch: false,
     listener_collision: false,
     route_hijack: false,
+    zero_shutdown_timeout: false,
     no_source_no_sink: false,
     missing_env: false,
     syntax_error: false,

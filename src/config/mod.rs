@@ -221,6 +221,13 @@ pub fn load_text(
             "admin" => admin = loader.settings::<AdminSettings>(&path, value),
             "runtime" => {
                 if let Some(settings) = loader.settings::<RuntimeSettings>(&path, value) {
+                    if settings.shutdown_timeout_ms == 0 {
+                        // Zero would abort every sink mid-flush: a conversion cut short.
+                        loader.error_at_value(
+                            &path.key("shutdown_timeout_ms"),
+                            "`shutdown_timeout_ms` must be at least 1: with 0 nothing could drain or flush on stop (the default is 10000)".into(),
+                        );
+                    }
                     runtime = settings;
                 }
             }

@@ -106,11 +106,12 @@ fn convert_into(
         seconds: 0.0,
     };
     for input in &options.inputs {
-        let file = std::fs::File::open(input).map_err(|error| ToolError::Open {
+        let mut file = std::fs::File::open(input).map_err(|error| ToolError::Open {
             path: input.clone(),
             reason: error.to_string(),
             help: "check the path of the recording".into(),
         })?;
+        pbgz::check_gzip(&mut file).map_err(|e| read_error(input, e))?;
         let mut frames = pbgz::open_threaded(file).map_err(|e| read_error(input, e))?;
         let mut strings = FrameStrings::default();
         let end = loop {

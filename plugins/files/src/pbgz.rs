@@ -160,6 +160,32 @@ pub fn open<R: Read>(file: R) -> FileFrames<R> {
     )))
 }
 
+/// The first bytes of every gzip stream (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Checks that `file` starts as a gzip stream does, and leaves it at its start: a file that
+/// is not a recording at all (a `.parquet`, a text file) is an error, not "a recording cut
+/// off before its first record". An empty file passes (a recording with nothing in it).
+pub fn check_gzip(file: &mut File) -> io::Result<()> {
+    use std::io::Seek;
+    let mut magic = [0u8; 2];
+    let mut got = 0;
+    while got < magic.len() {
+        match file.read(&mut magic[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    file.rewind()?;
+    if got == 0 || magic[..got] == GZIP_MAGIC[..got] && got == GZIP_MAGIC.len() {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "not a .pb.gz recording: it does not start as a gzip stream does",
+    ))
+}
+
 /// Open a `.pb.gz` recording by path.
 pub fn open_path(path: &Path) -> io::Result<FileFrames<File>> {
     Ok(open(File::open(path)?))
@@ -433,6 +459,30 @@ mod tests {
                 Next::End(end) => return (frames, end),
             }
         }
+    }
+
+    #[test]
+    fn a_file_that_is_not_gzip_is_refused_and_a_recording_rewound() {
+        let dir = std::env::temp_dir().join(format!("pbgz-magic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("notes.txt");
+        std::fs::write(&text, "lap 1: 1:23.4\n").unwrap();
+        let error = check_gzip(&mut File::open(&text).unwrap()).unwrap_err();
+        assert!(
+            error.to_string().contains("not a .pb.gz recording"),
+            "{error}"
+        );
+        let gz = dir.join("r.pb.gz");
+        std::fs::write(&gz, [0x1f, 0x8b, 8, 0]).unwrap();
+        let mut file = File::open(&gz).unwrap();
+        check_gzip(&mut file).unwrap();
+        let mut first = [0u8; 1];
+        file.read_exact(&mut first).unwrap();
+        assert_eq!(first[0], 0x1f, "left at the start");
+        let empty = dir.join("empty.pb.gz");
+        std::fs::write(&empty, []).unwrap();
+        assert!(check_gzip(&mut File::open(&empty).unwrap()).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

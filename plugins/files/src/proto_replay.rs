@@ -196,7 +196,8 @@ fn read_file(
     metrics: Arc<ComponentMetrics>,
     sender: mpsc::Sender<FromReader>,
 ) -> Result<(), ComponentError> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    pbgz::check_gzip(&mut file).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut frames = pbgz::open_threaded(Progress { inner: file, bar })?;
     let mut strings = FrameStrings::default();
     let mut batch = Vec::with_capacity(batch_size);
