@@ -282,7 +282,9 @@ impl EmperorSource {
             loop {
                 match item {
                     Some(Ok(message)) => {
-                        delivered = true;
+                        // Only race-control data counts: a server that accepts and closes
+                        // at once is backed off like one that refuses.
+                        delivered |= matches!(message, Message::Text(_) | Message::Binary(_));
                         if !self.message(message, io, &mut out) {
                             break;
                         }

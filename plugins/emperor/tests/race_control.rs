@@ -306,3 +306,44 @@ async fn unknown_events_pass_on_as_json_when_asked_and_shutdown_interrupts_backo
     );
     assert!(matches!(&events[0].record, Record::Session(s) if &*s.session_key == "york"));
 }
+
+/// A server that accepts and closes at once (a proxy with nothing behind it) is retried
+/// with backoff, as one that refuses: before, its close frame counted as "delivered" and
+/// reset the backoff, so it was retried every `reconnect_initial_ms` forever.
+#[tokio::test]
+async fn a_server_that_accepts_and_closes_at_once_is_backed_off() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                    let _ = ws.close(None).await;
+                }
+            }
+        })
+    };
+    let config: EmperorConfig = parse_config(&format!(
+        "url = \"ws://{address}/api/race-control\"\nreconnect_initial_ms = 50\nreconnect_max_ms = 5000"
+    ));
+    let mut component = config.build(&build_context("race", ".")).unwrap();
+    let mut wiring = wire("race", false);
+    let shutdown = wiring.io.shutdown.clone();
+    let runner = tokio::spawn(async move { component.run(&mut wiring.io).await.unwrap() });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("stops")
+        .unwrap();
+    server.abort();
+    let attempts = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // Doubling from 50 ms (with jitter): about six tries in 2 s; every 50 ms would be 40.
+    assert!(
+        (2..=10).contains(&attempts),
+        "{attempts} connections in 2 s"
+    );
+}
