@@ -7,25 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use support::{free_port, Client, Running, Workspace};
-
-/// The shipped pipeline, on free ports, reading the bundled sample in place.
-fn shipped_pipeline(port: u16, admin: u16, speed: &str) -> String {
-    let sample = std::fs::canonicalize("pipelines/sample").expect("the sample is bundled");
-    std::fs::read_to_string("pipelines/cardputer-replay.toml")
-        .expect("the main pipeline exists")
-        .replace("0.0.0.0:8000", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:8686", &format!("127.0.0.1:{admin}"))
-        .replace(
-            "cache_dir = \"sample\"",
-            &format!("cache_dir = \"{}\"", sample.display()),
-        )
-        .replace(
-            "circuit_info = \"sample/",
-            &format!("circuit_info = \"{}/", sample.display()),
-        )
-        .replace("speed = 1.0", &format!("speed = {speed}"))
-}
+use support::{free_port, get_json, main_job, Client, Running, Workspace};
 
 /// One frame as the firmware reads it: the clock and the cars, skipping malformed chunks.
 fn parse_frame(text: &str) -> (i64, Vec<(u32, i64, i64, u32)>) {
@@ -50,27 +32,11 @@ fn parse_frame(text: &str) -> (i64, Vec<(u32, i64, i64, u32)>) {
     (clock, cars)
 }
 
-/// GET a JSON document, waiting while it is not there yet (404 before the data arrives).
-async fn get_json(url: &str) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let response = reqwest::get(url).await.unwrap();
-        if response.status().is_success() {
-            return response.json().await.unwrap();
-        }
-        assert!(
-            started.elapsed() < support::PATIENCE,
-            "{url} never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_job_serves_documents_and_ten_frames_a_second() {
     let workspace = Workspace::new();
     let (port, admin) = (free_port(), free_port());
-    workspace.write_pipeline(&shipped_pipeline(port, admin, "1.0"));
+    workspace.write_pipeline(&main_job(port, admin, "1.0"));
     let running = Running::start(&workspace).await;
     running.wait_healthy(admin).await;
     let base = format!("http://127.0.0.1:{port}/session/9999");
@@ -195,7 +161,7 @@ async fn a_whole_replay_ends_with_finished_and_positions_match_the_input() {
     let workspace = Workspace::new();
     let (port, admin) = (free_port(), free_port());
     // As fast as possible: the client sees the end at once.
-    workspace.write_pipeline(&shipped_pipeline(port, admin, "0").replace(
+    workspace.write_pipeline(&main_job(port, admin, "0").replace(
         "[admin]",
         "[sinks.log]\ntype = \"file\"\ninputs = [\"frames\"]\npath = \"frames.ndjson\"\n\n[admin]",
     ));
@@ -258,7 +224,7 @@ async fn a_whole_replay_ends_with_finished_and_positions_match_the_input() {
 async fn the_unchanged_firmware_sees_the_sample_race() {
     let workspace = Workspace::new();
     let (port, admin) = (free_port(), free_port());
-    workspace.write_pipeline(&shipped_pipeline(port, admin, "1.0"));
+    workspace.write_pipeline(&main_job(port, admin, "1.0"));
     let running = Running::start(&workspace).await;
     running.wait_healthy(admin).await;
     for name in ["drivers", "track_layout", "race_metadata"] {

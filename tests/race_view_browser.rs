@@ -19,29 +19,11 @@ use pitwall_api::record::{Chat, Connection, SessionKey, Standing};
 use pitwall_api::{Event, Record};
 use serde_json::Value;
 use support::browser::Browser;
-use support::{free_port, Running, Workspace};
+use support::{free_port, get_json, main_job, Running, Workspace};
 use tokio_tungstenite::tungstenite::Message;
 
 type WsClient =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The shipped main pipeline, on free ports, reading the bundled sample in place.
-fn main_job(port: u16, admin: u16, speed: &str) -> String {
-    let sample = std::fs::canonicalize("pipelines/sample").expect("the sample is bundled");
-    std::fs::read_to_string("pipelines/cardputer-replay.toml")
-        .expect("the main pipeline exists")
-        .replace("0.0.0.0:8000", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:8686", &format!("127.0.0.1:{admin}"))
-        .replace(
-            "cache_dir = \"sample\"",
-            &format!("cache_dir = \"{}\"", sample.display()),
-        )
-        .replace(
-            "circuit_info = \"sample/",
-            &format!("circuit_info = \"{}/", sample.display()),
-        )
-        .replace("speed = 1.0", &format!("speed = {speed}"))
-}
 
 fn screenshot_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("race-view");
@@ -68,19 +50,6 @@ async fn wait_for_page(port: u16, running: &Running) {
             "the race view never answered: {}",
             running.stderr()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// GET a JSON document, waiting while it is not there yet (404 before the data arrives).
-async fn get_json(url: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let response = reqwest::get(url).await.unwrap();
-        if response.status().is_success() {
-            return response.json().await.unwrap();
-        }
-        assert!(started.elapsed() < support::PATIENCE, "{url} never came");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -54,6 +54,38 @@ pub fn capture_stderr(child: &mut tokio::process::Child) -> Arc<Mutex<String>> {
     stderr
 }
 
+/// The main job (`pipelines/cardputer-replay.toml`) on free ports, reading the bundled
+/// sample in place, at replay `speed`.
+pub fn main_job(port: u16, admin: u16, speed: &str) -> String {
+    let sample = std::fs::canonicalize("pipelines/sample").expect("the sample is bundled");
+    std::fs::read_to_string("pipelines/cardputer-replay.toml")
+        .expect("the main pipeline exists")
+        .replace("0.0.0.0:8000", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8686", &format!("127.0.0.1:{admin}"))
+        .replace(
+            "cache_dir = \"sample\"",
+            &format!("cache_dir = \"{}\"", sample.display()),
+        )
+        .replace(
+            "circuit_info = \"sample/",
+            &format!("circuit_info = \"{}/", sample.display()),
+        )
+        .replace("speed = 1.0", &format!("speed = {speed}"))
+}
+
+/// GET a JSON document, waiting while it is not there yet (404 before the data arrives).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let response = reqwest::get(url).await.unwrap();
+        if response.status().is_success() {
+            return response.json().await.unwrap();
+        }
+        assert!(started.elapsed() < PATIENCE, "{url} never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A temporary directory holding `pipeline.toml` and its data files.
 pub struct Workspace {
     pub dir: tempfile::TempDir,

@@ -16,11 +16,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use pitwall_api::ComponentMetrics;
 use tokio::sync::{broadcast, watch};
 
-use crate::clients::{close, send_text, Sent};
+use crate::clients::{close, configure, send_text, ClientLimit, Sent};
 
 /// What a client should do with one publication.
 #[derive(Clone, Debug, Default)]
@@ -148,6 +150,35 @@ impl Subscriber {
         self.sent = Some(now.seq);
         now.snapshot
     }
+}
+
+/// Answer a WebSocket request of a client that only listens: 503 when `clients` is full,
+/// else upgrade and [`serve`] it from `hub` (a hub that is closed closes it at once). The
+/// client's task holds only its subscriber: the hub must not outlive its sink for a client.
+pub(crate) fn listen(
+    upgrade: WebSocketUpgrade,
+    hub: &Hub,
+    clients: &Arc<ClientLimit>,
+    metrics: Arc<ComponentMetrics>,
+) -> Response {
+    let Some(slot) = clients.take() else {
+        tracing::debug!("WebSocket client refused: max_clients reached");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many clients (max_clients)",
+        )
+            .into_response();
+    };
+    let closed = hub.is_closed();
+    let subscriber = hub.subscribe();
+    configure(upgrade).on_upgrade(move |mut socket| async move {
+        if closed {
+            close(&mut socket, 1001, "going away").await;
+        } else {
+            serve(socket, subscriber, metrics, &mut |_| {}).await;
+        }
+        drop(slot);
+    })
 }
 
 /// What [`serve`] does with a text a client sent.

@@ -69,8 +69,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use pitwall_api::component::{parse_listen_address, OptionProblem};
@@ -87,8 +86,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::clients::{close, configure, ClientLimit};
-use crate::hub::{serve, Hub, Latest};
+use crate::clients::ClientLimit;
+use crate::hub::{listen, Hub, Latest};
 
 /// Messages queued per client in `each` mode before the oldest is dropped.
 pub const EACH_QUEUE: usize = 1024;
@@ -790,27 +789,7 @@ impl JsonWsSink {
 // ---------------------------------------------------------------------------------------
 
 async fn open_socket(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let Some(slot) = app.shared.slots.take() else {
-        tracing::debug!("WebSocket client refused: max_clients reached");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many clients (max_clients)",
-        )
-            .into_response();
-    };
-    let closed = app.shared.hub.is_closed();
-    let subscriber = app.shared.hub.subscribe();
-    let metrics = app.metrics;
-    // The task holds only its subscriber: the hub must not outlive the sink for a client.
-    configure(upgrade).on_upgrade(move |mut socket| async move {
-        if closed {
-            close(&mut socket, 1001, "going away").await;
-        } else {
-            // Clients only listen.
-            serve(socket, subscriber, metrics, &mut |_| {}).await;
-        }
-        drop(slot);
-    })
+    listen(upgrade, &app.shared.hub, &app.shared.slots, app.metrics)
 }
 
 #[cfg(test)]

@@ -59,8 +59,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::clients::{close, configure, ClientLimit};
-use crate::hub::{serve, Hub, Latest};
+use crate::clients::ClientLimit;
+use crate::hub::{listen, Hub, Latest};
 pub use model::RaceModel;
 
 /// The page, with `{{TITLE}}` and `{{CONFIG}}` filled in when served.
@@ -394,25 +394,5 @@ async fn state(State(app): State<AppState>) -> Response {
 }
 
 async fn open_socket(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let Some(slot) = app.shared.clients.take() else {
-        tracing::debug!("race view viewer refused: max_clients reached");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many viewers (max_clients)",
-        )
-            .into_response();
-    };
-    let closed = app.shared.hub.is_closed();
-    let subscriber = app.shared.hub.subscribe();
-    let metrics = app.metrics;
-    // The task holds only its subscriber: the hub must not outlive the sink for a viewer.
-    configure(upgrade).on_upgrade(move |mut socket| async move {
-        if closed {
-            close(&mut socket, 1001, "going away").await;
-        } else {
-            // Viewers only listen.
-            serve(socket, subscriber, metrics, &mut |_| {}).await;
-        }
-        drop(slot);
-    })
+    listen(upgrade, &app.shared.hub, &app.shared.clients, app.metrics)
 }
