@@ -85,10 +85,7 @@ impl HttpServers {
         };
         let app = Router::new().fallback(dispatch);
         let stop = inner.stop.clone();
-        let listener = LimitedListener {
-            inner: listener,
-            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
-        };
+        let listener = LimitedListener::new(listener, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER);
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.triggered().await })
@@ -112,11 +109,76 @@ impl HttpServers {
 /// a flood of idle sockets cannot exhaust file descriptors or memory.
 pub const MAX_CONNECTIONS: usize = 4096;
 
-/// A TCP listener that holds a permit per open connection and turns Nagle off (live
-/// frames and race messages are small: send them at once).
+/// Most connections one peer address may hold on a server: half of [`MAX_CONNECTIONS`],
+/// so that one host on the network (thousands of idle sockets, a slowloris) can never take
+/// every place, and 1,000 viewers behind one address (a hub, a load test) still fit. A
+/// connection past it is closed at once.
+pub const MAX_CONNECTIONS_PER_PEER: usize = MAX_CONNECTIONS / 2;
+
+/// A TCP listener that holds a permit per open connection, at most `max_per_peer` for one
+/// peer address, and turns Nagle off (live frames and race messages are small: send them
+/// at once).
 struct LimitedListener {
     inner: tokio::net::TcpListener,
     permits: Arc<tokio::sync::Semaphore>,
+    peers: Arc<Mutex<HashMap<std::net::IpAddr, PeerCount>>>,
+    max_per_peer: usize,
+}
+
+/// One peer's open connections, and whether its refusal was logged.
+#[derive(Default)]
+struct PeerCount {
+    open: usize,
+    warned: bool,
+}
+
+impl LimitedListener {
+    fn new(inner: tokio::net::TcpListener, max: usize, max_per_peer: usize) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            peers: Arc::new(Mutex::new(HashMap::new())),
+            max_per_peer: max_per_peer.max(1),
+        }
+    }
+
+    /// A place for one more connection of `peer`, or `None` when it holds its share.
+    fn admit(&self, peer: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let count = peers.entry(peer).or_default();
+        if count.open >= self.max_per_peer {
+            if !count.warned {
+                // Said once while the peer stays at its share, not once per socket.
+                count.warned = true;
+                tracing::warn!(%peer, limit = self.max_per_peer, "HTTP: a peer holds its share of connections; closing its new ones");
+            }
+            return None;
+        }
+        count.open += 1;
+        Some(PeerSlot {
+            peers: self.peers.clone(),
+            peer,
+        })
+    }
+}
+
+/// One connection counted against its peer; counted off when it closes.
+struct PeerSlot {
+    peers: Arc<Mutex<HashMap<std::net::IpAddr, PeerCount>>>,
+    peer: std::net::IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = peers.get_mut(&self.peer) {
+            count.open -= 1;
+            count.warned = false;
+            if count.open == 0 {
+                peers.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -129,16 +191,23 @@ impl axum::serve::Listener for LimitedListener {
             // The semaphore is never closed; if it were, stop accepting rather than spin.
             Err(_) => std::future::pending().await,
         };
-        let (stream, peer) = axum::serve::Listener::accept(&mut self.inner).await;
-        let _ = stream.set_nodelay(true);
-        limit_unsent_bytes(&stream);
-        (
-            Permitted {
-                io: stream,
-                _permit: permit,
-            },
-            peer,
-        )
+        loop {
+            let (stream, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+            // Over its share: dropped, which closes it; the permit serves the next one.
+            let Some(slot) = self.admit(peer.ip()) else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            limit_unsent_bytes(&stream);
+            return (
+                Permitted {
+                    io: stream,
+                    _permit: permit,
+                    _peer: slot,
+                },
+                peer,
+            );
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -181,6 +250,7 @@ fn limit_unsent_bytes(_stream: &tokio::net::TcpStream) {}
 struct Permitted<T> {
     io: T,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _peer: PeerSlot,
 }
 
 impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Permitted<T> {
@@ -495,15 +565,46 @@ mod tests {
         assert_eq!(percent_decode("a%20b+c%zz%"), "a b c%zz%");
     }
 
+    /// One host holding thousands of idle sockets must not lock every other client out.
+    #[tokio::test]
+    async fn one_peer_gets_its_share_and_no_more() {
+        let tcp = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = LimitedListener::new(tcp, 10, 3);
+        let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let a = listener.admit(ip).unwrap();
+        let _b = listener.admit(ip).unwrap();
+        let _c = listener.admit(ip).unwrap();
+        assert!(listener.admit(ip).is_none(), "its share is 3");
+        assert!(
+            listener.admit("10.0.0.7".parse().unwrap()).is_some(),
+            "others still get in"
+        );
+        drop(a);
+        assert!(listener.admit(ip).is_some(), "a place given back");
+        // Over real sockets: the fourth connection from one peer is closed at once.
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let listener = LimitedListener::new(bind("127.0.0.1:0".parse().unwrap()).unwrap(), 10, 3);
+        let address = axum::serve::Listener::local_addr(&listener).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        use tokio::io::AsyncReadExt;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(tokio::net::TcpStream::connect(address).await.unwrap());
+        }
+        let mut fourth = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(2), fourth.read(&mut buf))
+            .await
+            .expect("closed, not left waiting");
+        assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+    }
+
     #[tokio::test]
     async fn connections_past_the_limit_wait_until_one_closes() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let tcp = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let address = tcp.local_addr().unwrap();
-        let listener = LimitedListener {
-            inner: tcp,
-            permits: Arc::new(tokio::sync::Semaphore::new(2)),
-        };
+        let listener = LimitedListener::new(tcp, 2, 2);
         let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
         tokio::spawn(async move { axum::serve(listener, app).await });
         async fn ask(stream: &mut tokio::net::TcpStream) -> bool {
