@@ -167,7 +167,7 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Run { pipeline, no_watch } => {
-            init_logging();
+            crate::logging::init();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -309,17 +309,6 @@ fn tool_exit(result: Result<(), crate::tools::ToolError>) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
 }
 
 fn color() -> bool {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod fuzzing;
 pub mod graph;
+pub mod logging;
 pub mod registry;
 pub mod runtime;
 pub mod schema;
