@@ -178,7 +178,11 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            runtime.block_on(run(&pipeline, !no_watch))
+            let code = runtime.block_on(run(&pipeline, !no_watch));
+            // A blocking call stuck in the kernel (a sink writing to a FIFO nobody reads)
+            // must not hold the exit: the runtime's threads get a moment, then are left.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            code
         }
         Command::Validate { pipelines } => validate(&pipelines),
         Command::Graph { pipeline, format } => graph(&pipeline, format),

@@ -78,3 +78,44 @@ flush_interval_ms = 100
         assert_eq!(car.gear, 2, "AC gear 3 is second gear");
     }
 }
+
+/// A `file` sink whose path is a FIFO that nobody reads blocks in the kernel opening it.
+/// Ctrl-C must still end the process, with the documented exit code 2 (a sink aborted at
+/// the shutdown deadline), instead of hanging until SIGKILL.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_sink_stuck_on_a_fifo_nobody_reads_does_not_hold_the_exit() {
+    let workspace = Workspace::new();
+    let fifo = workspace.path("out.ndjson");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    std::fs::write(
+        workspace.path("in.ndjson"),
+        "{\"time_ns\":1,\"kind\":\"command\",\"name\":\"start\"}\n",
+    )
+    .unwrap();
+    workspace.write_pipeline(
+        r#"
+[sources.replay]
+type = "file"
+path = "in.ndjson"
+speed = 0
+
+[sinks.out]
+type = "file"
+inputs = ["replay"]
+path = "out.ndjson"
+
+[runtime]
+shutdown_timeout_ms = 500
+"#,
+    );
+    let running = Running::start_without_watch(&workspace).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    running.signal("INT");
+    let code = running.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(2), "{}", running.stderr());
+}
