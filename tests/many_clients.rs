@@ -68,27 +68,6 @@ const RSS_GROWTH_LIMIT_KB: u64 = 64 * 1024;
 /// Resident memory of the server with 1,000 clients that counts as unbounded.
 const RSS_LIMIT_KB: u64 = 512 * 1024;
 
-/// The shipped main pipeline on free ports, reading the bundled sample in place.
-fn main_job(port: u16, admin: u16) -> String {
-    let sample = std::fs::canonicalize("pipelines/sample").expect("the sample is bundled");
-    let text = std::fs::read_to_string("pipelines/cardputer-replay.toml")
-        .expect("the main pipeline exists");
-    assert!(
-        text.contains("speed = 1.0"),
-        "the main job runs in real time"
-    );
-    text.replace("0.0.0.0:8000", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:8686", &format!("127.0.0.1:{admin}"))
-        .replace(
-            "cache_dir = \"sample\"",
-            &format!("cache_dir = \"{}\"", sample.display()),
-        )
-        .replace(
-            "circuit_info = \"sample/",
-            &format!("circuit_info = \"{}/", sample.display()),
-        )
-}
-
 /// A WebSocket client on its own TCP socket; `receive_buffer` shrinks the kernel's receive
 /// buffer (a device with little memory; also makes a never-reader's buffers fill sooner).
 async fn connect(port: u16, session: &str, receive_buffer: Option<u32>) -> (Socket, Instant) {
@@ -225,7 +204,12 @@ async fn a_thousand_clients_of_which_some_never_read() {
 
     let workspace = Workspace::new();
     let (port, admin) = (free_port(), free_port());
-    workspace.write_pipeline(&main_job(port, admin));
+    let text = support::main_job(port, admin, "1.0");
+    assert!(
+        text.contains("speed = 1.0"),
+        "the main job runs in real time"
+    );
+    workspace.write_pipeline(&text);
     let running = Running::start_without_watch(&workspace).await;
     running.wait_healthy(admin).await;
 

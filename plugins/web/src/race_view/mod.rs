@@ -328,10 +328,9 @@ impl Component for RaceViewSink {
 impl RaceViewSink {
     /// One `update` with what changed, if anything did.
     fn publish_update(&mut self) {
-        if !self.model.changed() {
+        let Some(update) = self.model.take_update() else {
             return;
-        }
-        let update = self.model.take_update();
+        };
         let state = self.model.state();
         self.shared.hub.publish(
             Latest::Text(Utf8Bytes::from(update.to_string())),

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use std::sync::Arc;
 
-use pitwall_api::record::{parse_iso8601_ns, Gap, RaceControlMessage, SessionResultEntry};
+use pitwall_api::record::{parse_iso8601_ns, Bounds, Gap, RaceControlMessage, SessionResultEntry};
 use pitwall_api::telemetry::CarTelemetry;
 use pitwall_api::{Event, Record};
 use serde_json::{json, Map, Value};
@@ -148,6 +148,8 @@ impl Car {
 struct DrivenPath {
     tracer: Option<String>,
     points: Vec<(f64, f64)>,
+    /// What the points span, kept as they come (the spacing depends on it).
+    bounds: Option<Bounds>,
     closed: bool,
 }
 
@@ -178,24 +180,19 @@ impl DrivenPath {
             }
         }
         self.points.push((x, y));
+        match &mut self.bounds {
+            Some(bounds) => bounds.include(x, y),
+            None => self.bounds = Bounds::of_points([(x, y)]),
+        }
         true
     }
 
     /// A two-hundredth of what the path spans so far, at least a small step.
     fn spacing(&self) -> f64 {
-        let (mut min_x, mut max_x, mut min_y, mut max_y) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in &self.points {
-            min_x = min_x.min(x);
-            max_x = max_x.max(x);
-            min_y = min_y.min(y);
-            max_y = max_y.max(y);
-        }
-        let span = (max_x - min_x).max(max_y - min_y);
-        if span.is_finite() {
-            (span / 200.0).max(1e-3)
-        } else {
-            1e-3
-        }
+        let span = self
+            .bounds
+            .map_or(0.0, |b| (b.max_x - b.min_x).max(b.max_y - b.min_y));
+        (span / 200.0).max(1e-3)
     }
 
     /// The tracer is gone: the next car to move carries on.
@@ -203,6 +200,7 @@ impl DrivenPath {
         if self.tracer.as_deref() == Some(id) && !self.closed {
             self.tracer = None;
             self.points.clear();
+            self.bounds = None;
         }
     }
 }
@@ -606,17 +604,6 @@ impl RaceModel {
             .unwrap_or_else(|| (self.now_ns - self.first_ns.unwrap_or(self.now_ns)) / 1_000_000)
     }
 
-    /// Whether anything changed since the last [`Self::take_update`].
-    pub fn changed(&self) -> bool {
-        let c = &self.changes;
-        c.session
-            || c.track
-            || c.cars
-            || c.weather
-            || !c.race_control.is_empty()
-            || self.tower_json() != self.last_tower
-    }
-
     /// The full state: what a page that connects now needs.
     pub fn state(&self) -> Value {
         json!({
@@ -631,9 +618,22 @@ impl RaceModel {
     }
 
     /// What changed since the last update (keys of the `state` message, only those that
-    /// changed; `race_control` holds only the new messages, oldest first), and forget it.
-    pub fn take_update(&mut self) -> Value {
+    /// changed; `race_control` holds only the new messages, oldest first), and forget it;
+    /// `None` when nothing did.
+    pub fn take_update(&mut self) -> Option<Value> {
         let changes = std::mem::take(&mut self.changes);
+        let tower = self.tower_json();
+        let tower_changed = tower != self.last_tower;
+        let c = &changes;
+        if !(c.session
+            || c.track
+            || c.cars
+            || c.weather
+            || !c.race_control.is_empty()
+            || tower_changed)
+        {
+            return None;
+        }
         let mut update = Map::new();
         update.insert("type".into(), json!("update"));
         // Every update carries the clock and status, so the page's clock never stalls.
@@ -641,8 +641,7 @@ impl RaceModel {
         if changes.track {
             update.insert("track".into(), self.track_json());
         }
-        let tower = self.tower_json();
-        if tower != self.last_tower {
+        if tower_changed {
             update.insert("tower".into(), tower.clone());
             self.last_tower = tower;
         }
@@ -655,7 +654,7 @@ impl RaceModel {
         if !changes.race_control.is_empty() {
             update.insert("race_control".into(), json!(changes.race_control));
         }
-        Value::Object(update)
+        Some(Value::Object(update))
     }
 
     fn session_json(&self) -> Value {
