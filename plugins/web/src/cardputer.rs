@@ -603,6 +603,5 @@ async fn serve_client(socket: WebSocket, hub: Arc<SessionHub>, metrics: Arc<Comp
     let subscriber = hub.frames.subscribe();
     // The hub's senders must not outlive the sink because of a client.
     drop(hub);
-    // The firmware sends nothing we act on.
-    serve(socket, subscriber, metrics, &mut |_| {}).await;
+    serve(socket, subscriber, metrics).await;
 }

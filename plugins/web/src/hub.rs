@@ -175,23 +175,19 @@ pub(crate) fn listen(
         if closed {
             close(&mut socket, 1001, "going away").await;
         } else {
-            serve(socket, subscriber, metrics, &mut |_| {}).await;
+            serve(socket, subscriber, metrics).await;
         }
         drop(slot);
     })
 }
 
-/// What [`serve`] does with a text a client sent.
-pub(crate) type OnText<'a> = &'a mut (dyn FnMut(&str) + Send);
-
-/// Send everything `subscriber` yields to `socket` until either side closes. Texts from the
-/// client go to `on_text` (a sink whose clients only listen passes a closure that ignores
-/// them); pings are answered by the protocol layer.
+/// Send everything `subscriber` yields to `socket` until either side closes. The clients
+/// of the hub's sinks only listen: what they send is ignored; pings are answered by the
+/// protocol layer.
 pub(crate) async fn serve(
     mut socket: WebSocket,
     mut subscriber: Subscriber,
     metrics: Arc<ComponentMetrics>,
-    on_text: OnText<'_>,
 ) {
     loop {
         tokio::select! {
@@ -210,7 +206,6 @@ pub(crate) async fn serve(
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(Message::Text(text))) => on_text(text.as_str()),
                 Some(Ok(_)) => {}
             },
         }
